@@ -1,0 +1,5 @@
+import sys
+
+from thorgen.cli import main
+
+sys.exit(main())

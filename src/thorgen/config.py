@@ -1,0 +1,211 @@
+"""thorgen's configuration: one typed tree, decoded once.
+
+Sources, later ones winning: the Struct defaults below, a TOML file (``--config``, ``$THORGEN_CONFIG``
+or ``./config.toml``), ``THORGEN_*`` environment variables, then command-line flags.
+
+Environment variables name a key by its path with ``__`` between levels, for example
+``THORGEN_SERVER__PORT=10001`` or ``THORGEN_LIMITS__FETCH_TIMEOUT_S=5``. List values are written as
+JSON (``["http://a", "http://b"]``) or comma-separated. Credentials (``server.api_key``) are read
+from the environment only, never from a file.
+"""
+
+from __future__ import annotations
+
+import os
+import tomllib
+from pathlib import Path
+from typing import Any, Literal
+
+import msgspec
+
+
+class ConfigError(Exception):
+    """A configuration problem, with a message that names the offending key."""
+
+
+class ServerConfig(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
+    host: str = "127.0.0.1"
+    port: int = msgspec.field(default=10000)
+    # Base for the absolute URLs thorgen hands out (files, upload targets). Empty: derive it from
+    # each request's own scheme and Host header, so a browser on another machine gets URLs it reaches.
+    public_url: str = ""
+    # When set, every API request must carry ``Authorization: Key <api_key>`` (or Bearer).
+    # File downloads stay open so <video>/<img> tags work. Environment only.
+    api_key: str = ""
+    cors_origins: list[str] = msgspec.field(default_factory=lambda: ["*"])
+    log_level: Literal["debug", "info", "warning", "error"] = "info"
+
+
+class StorageConfig(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
+    # Holds the jobs database (jobs.sqlite3) and every stored file (files/).
+    data_dir: str = "data"
+    # Model weights, one folder per model; never written at serve time.
+    models_dir: str = "models"
+    max_upload_bytes: int = 2 * 1024**3
+
+
+class LanesConfig(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
+    # The GPU lane always has exactly one worker: diffusers pipelines are not safe to call
+    # concurrently, and one process owns the accelerator. Utility (ffmpeg) work runs beside it.
+    utility_workers: int = 2
+
+
+class LimitsConfig(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
+    max_request_bytes: int = 32 * 1024**2  # JSON bodies of submit / run
+    max_fetch_bytes: int = 1024**3  # http(s) file inputs thorgen downloads
+    fetch_timeout_s: float = 30.0
+    sse_keepalive_s: float = 10.0  # Next's rewrite proxy drops streams idle for 30 s
+    sync_run_timeout_s: float = 3600.0
+    webhook_timeout_s: float = 10.0
+
+
+class ModelConfig(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
+    family: str
+    path: str  # folder in diffusers save_pretrained layout (or a .nemo file), relative to models_dir
+    source: str = ""  # where `thorgen models pull` gets it, e.g. a Hugging Face repo id
+    pipeline: str = ""
+    dtype: Literal["float32", "float16", "bfloat16"] = "bfloat16"
+    device: str = "cuda"
+    pinned: bool = False
+    preload: bool = False
+
+
+class Config(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
+    server: ServerConfig = msgspec.field(default_factory=ServerConfig)
+    storage: StorageConfig = msgspec.field(default_factory=StorageConfig)
+    lanes: LanesConfig = msgspec.field(default_factory=LanesConfig)
+    limits: LimitsConfig = msgspec.field(default_factory=LimitsConfig)
+    models: dict[str, ModelConfig] = msgspec.field(default_factory=dict)
+    # Extra endpoint ids answered by another endpoint: {"fal-ai/my-id": "fal-ai/ffmpeg-api/metadata"}.
+    aliases: dict[str, str] = msgspec.field(default_factory=dict)
+
+    @property
+    def data_dir(self) -> Path:
+        return Path(self.storage.data_dir).expanduser().resolve()
+
+    def model_path(self, name: str) -> Path:
+        return (Path(self.storage.models_dir).expanduser() / self.models[name].path).resolve()
+
+
+ENV_PREFIX = "THORGEN_"
+_NOT_FROM_FILE = {("server", "api_key")}
+
+
+def default_config_path() -> Path | None:
+    explicit = os.environ.get("THORGEN_CONFIG")
+    if explicit:
+        return Path(explicit)
+    local = Path("config.toml")
+    return local if local.exists() else None
+
+
+def load_config(
+    path: Path | None = None,
+    *,
+    environ: dict[str, str] | None = None,
+    overrides: dict[str, Any] | None = None,
+) -> Config:
+    """Decode the whole tree once. ``overrides`` are dotted keys from command-line flags."""
+    raw: dict[str, Any] = {}
+    sources: dict[str, str] = {}  # dotted key -> the env var or flag that set it, for error messages
+    if path is not None:
+        raw = _read_toml(path)
+        for section, key in _NOT_FROM_FILE:
+            if raw.get(section, {}).get(key):
+                raise ConfigError(
+                    f"{path}: {section}.{key} must not be written in a file; set "
+                    f"{ENV_PREFIX}{section.upper()}__{key.upper()} in the environment instead"
+                )
+    env = os.environ if environ is None else environ
+    for name, value in sorted(env.items()):
+        if name.startswith(ENV_PREFIX) and "__" in name:
+            _set_path(raw, _env_key_path(name), value, source=name)
+            sources[".".join(_env_key_path(name))] = name
+    for dotted, value in (overrides or {}).items():
+        if value is not None:
+            flag = "--" + dotted.split(".")[-1].replace("_", "-")
+            _set_path(raw, dotted.split("."), value, source=flag)
+            sources[dotted] = flag
+    try:
+        config = msgspec.convert(raw, Config, strict=False)
+    except msgspec.ValidationError as exc:
+        key, message = _name_key(str(exc))
+        where = sources.get(key) or (str(path) if path else "configuration")
+        raise ConfigError(f"{key}: {message} (set in {where})" if key else f"{where}: {message}") from None
+    _check(config)
+    return config
+
+
+def _read_toml(path: Path) -> dict[str, Any]:
+    try:
+        return tomllib.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise ConfigError(f"config file not found: {path}") from None
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"{path}: not valid TOML: {exc}") from None
+
+
+def _env_key_path(name: str) -> list[str]:
+    return [part.lower() for part in name[len(ENV_PREFIX) :].split("__")]
+
+
+def _set_path(raw: dict[str, Any], keys: list[str], value: Any, *, source: str) -> None:
+    node = raw
+    for key in keys[:-1]:
+        child = node.setdefault(_match_key(node, key), {})
+        if not isinstance(child, dict):
+            raise ConfigError(f"{source}: {'.'.join(keys)} does not name a configuration key")
+        node = child
+    if isinstance(value, str) and value[:1] in "[{":
+        try:
+            value = msgspec.json.decode(value)
+        except msgspec.DecodeError:
+            raise ConfigError(f"{source}: value is not valid JSON") from None
+    elif isinstance(value, str) and keys[-1] == "cors_origins":
+        value = [item.strip() for item in value.split(",") if item.strip()]
+    node[_match_key(node, keys[-1])] = value
+
+
+def _match_key(node: dict[str, Any], key: str) -> str:
+    """Environment names cannot hold '-': let FLUX_DEV find an existing 'flux-dev' table."""
+    for existing in node:
+        if existing.lower().replace("-", "_") == key.replace("-", "_"):
+            return existing
+    return key
+
+
+def _name_key(message: str) -> tuple[str, str]:
+    """msgspec says '... - at `$.server.port`': split out the key, the way a user looks for it."""
+    text, sep, where = message.rpartition(" - at `$.")
+    return (where.rstrip("`"), text) if sep else ("", message)
+
+
+def _check(config: Config) -> None:
+    problems = []
+    if not 0 < config.server.port < 65536:
+        problems.append(f"server.port: {config.server.port} is not a TCP port (1-65535)")
+    if config.server.public_url and not config.server.public_url.startswith(("http://", "https://")):
+        problems.append("server.public_url: must start with http:// or https://")
+    if config.lanes.utility_workers < 1:
+        problems.append("lanes.utility_workers: must be at least 1")
+    for key in ("max_request_bytes", "max_fetch_bytes"):
+        if getattr(config.limits, key) <= 0:
+            problems.append(f"limits.{key}: must be positive")
+    for key in ("fetch_timeout_s", "sse_keepalive_s", "sync_run_timeout_s", "webhook_timeout_s"):
+        if getattr(config.limits, key) <= 0:
+            problems.append(f"limits.{key}: must be positive")
+    if config.storage.max_upload_bytes <= 0:
+        problems.append("storage.max_upload_bytes: must be positive")
+    for alias, target in config.aliases.items():
+        if alias.count("/") < 1 or target.count("/") < 1:
+            problems.append(f"aliases.{alias}: endpoint ids look like owner/alias[/path]")
+    if problems:
+        raise ConfigError("; ".join(problems))
+
+
+def redacted(config: Config) -> dict[str, Any]:
+    """The effective configuration as plain data, with secrets masked (for `thorgen config`, /info)."""
+    data = msgspec.to_builtins(config)
+    if data["server"]["api_key"]:
+        data["server"]["api_key"] = "***"
+    return data
