@@ -1,0 +1,61 @@
+"""JobContext: what an endpoint's run() may do — log, report steps, honour cancel, read and write files."""
+
+from __future__ import annotations
+
+import shutil
+import time
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from thorgen.errors import Cancelled
+from thorgen.jobs.record import Job, LogEntry
+
+if TYPE_CHECKING:
+    from thorgen.jobs.service import JobService
+
+
+class JobContext:
+    def __init__(self, job: Job, service: JobService):
+        self.job = job
+        self.request_id = job.id
+        self._service = service
+        self._scratch: Path | None = None
+
+    def log(self, message: str, level: str = "INFO") -> None:
+        self._service.append_log(self.job.id, LogEntry(message, level, time.time()))
+
+    def step(self, done: int, total: int, what: str = "step") -> None:
+        """Report progress and stop here if the client cancelled. Call between units of work."""
+        self.check_cancelled()
+        self.log(f"{what} {done}/{total}")
+
+    def check_cancelled(self) -> None:
+        if self._service.cancel_requested(self.job.id):
+            raise Cancelled()
+
+    def resolve(self, url: str, field: str | list[str | int]) -> Path:
+        """A local path for a file input (own URL, data: URI or a fetched http(s) URL)."""
+        return self._service.resolver.resolve(url, field, scratch=self.scratch(), base_url=self.job.base_url)
+
+    def scratch(self) -> Path:
+        """A private folder for this job's temporary files, removed when the job ends."""
+        if self._scratch is None:
+            self._scratch = self._service.scratch_root / self.job.id
+            self._scratch.mkdir(parents=True, exist_ok=True)
+        return self._scratch
+
+    def new_output(self, ext: str) -> tuple[str, Path]:
+        """Reserve a stored file for an output: its key and the path to write it to."""
+        key = self._service.media.new_key(ext)
+        return key, self._service.media.path(key)
+
+    def file(self, key: str, file_name: str | None = None) -> dict[str, Any]:
+        """fal's File object (url, content_type, file_name, file_size) for a stored output."""
+        return self._service.media.describe(key, self.job.base_url, file_name)
+
+    def url(self, key: str) -> str:
+        return self._service.media.url(key, self.job.base_url)
+
+    def cleanup(self) -> None:
+        if self._scratch is not None:
+            shutil.rmtree(self._scratch, ignore_errors=True)

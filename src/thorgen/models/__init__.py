@@ -1,0 +1,1 @@
+"""Model weights: what is configured, what is installed, and how to get what is missing."""

@@ -1,0 +1,34 @@
+"""Which configured models are on disk. Loading them (and torch) lives elsewhere."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from thorgen.config import Config
+
+
+@dataclass(frozen=True)
+class ModelStatus:
+    name: str
+    family: str
+    installed: bool
+    path: str
+    install_hint: str
+
+
+def model_status(config: Config, name: str) -> ModelStatus:
+    if name not in config.models:
+        return ModelStatus(name, "?", False, "", f"add [models.{name}] to config.toml")
+    path = config.model_path(name)
+    installed = path.is_file() or (path.is_dir() and any(path.iterdir()))
+    return ModelStatus(
+        name=name,
+        family=config.models[name].family,
+        installed=installed,
+        path=str(path),
+        install_hint=f"thorgen models pull {name}",
+    )
+
+
+def all_model_status(config: Config) -> list[ModelStatus]:
+    return [model_status(config, name) for name in sorted(config.models)]
