@@ -1,0 +1,152 @@
+"""File inputs (``*_url`` fields) to local paths.
+
+- thorgen's own file URLs (``…/files/{key}``) on a loopback host, the configured public host or the
+  host the job was submitted through: the stored file itself, no HTTP round trip.
+- ``data:`` URIs: decoded into the job's scratch folder.
+- other http(s) URLs: fetched with a size cap and a timeout. Hosts that resolve to loopback,
+  private, link-local or otherwise non-public addresses are refused before any connection, and so
+  is every redirect hop that does. (The address is checked at resolution time; a DNS answer that
+  changes between the check and the connect is not defended against.)
+
+Every failure is a 422 that names the input field.
+"""
+
+from __future__ import annotations
+
+import base64
+import ipaddress
+import socket
+import urllib.parse
+from pathlib import Path
+
+import httpx
+
+from thorgen.config import Config
+from thorgen.errors import InputError
+from thorgen.media.store import MediaStore, extension_for
+
+_LOOPBACK_NAMES = {"localhost", "127.0.0.1", "::1", "0.0.0.0", "[::1]"}
+_MAX_REDIRECTS = 5
+
+
+class UrlResolver:
+    def __init__(self, media: MediaStore, config: Config):
+        self.media = media
+        self.max_bytes = config.limits.max_fetch_bytes
+        self.timeout = config.limits.fetch_timeout_s
+        public = urllib.parse.urlsplit(config.server.public_url) if config.server.public_url else None
+        self._own_hosts = {h for h in (public.hostname if public else None, config.server.host) if h}
+
+    def resolve(self, url: str, field: str | list[str | int], *, scratch: Path, base_url: str = "") -> Path:
+        if not isinstance(url, str) or not url.strip():
+            raise InputError(field, "A file URL is required", "missing")
+        url = url.strip()
+        if url.startswith("data:"):
+            return self._data_uri(url, field, scratch)
+        parts = urllib.parse.urlsplit(url)
+        if parts.scheme not in ("http", "https") or not parts.hostname:
+            raise InputError(field, f"Unsupported URL (expected http(s):// or data:): {_short(url)}",
+                             "url_scheme")
+        own = self._own_file(parts, base_url)
+        if own is not None:
+            if not own.is_file():
+                raise InputError(field, f"File not found on this server: {_short(url)}", "url_not_found")
+            return own
+        return self._fetch(url, field, scratch)
+
+    def _own_file(self, parts: urllib.parse.SplitResult, base_url: str) -> Path | None:
+        key = MediaStore.key_in_path(parts.path)
+        if key is None:
+            return None
+        host = (parts.hostname or "").lower()
+        job_host = urllib.parse.urlsplit(base_url).hostname if base_url else None
+        if host in _LOOPBACK_NAMES or host in self._own_hosts or host == job_host:
+            return self.media.path(key)
+        return None
+
+    def _data_uri(self, url: str, field: str | list[str | int], scratch: Path) -> Path:
+        header, sep, payload = url[5:].partition(",")
+        if not sep:
+            raise InputError(field, "Malformed data: URI (no comma)", "url_parsing")
+        mime = header.split(";")[0] or "application/octet-stream"
+        try:
+            if header.endswith(";base64"):
+                data = base64.b64decode(payload, validate=False)
+            else:
+                data = urllib.parse.unquote_to_bytes(payload)
+        except ValueError:
+            raise InputError(field, "Malformed data: URI (bad base64)", "url_parsing") from None
+        if len(data) > self.max_bytes:
+            raise InputError(field, f"data: URI is larger than {self.max_bytes} bytes", "url_too_large")
+        path = scratch / f"input-{len(list(scratch.iterdir()))}.{extension_for(mime)}"
+        path.write_bytes(data)
+        return path
+
+    def _fetch(self, url: str, field: str | list[str | int], scratch: Path) -> Path:
+        current = url
+        try:
+            with httpx.Client(timeout=self.timeout, follow_redirects=False, trust_env=False) as client:
+                for _ in range(_MAX_REDIRECTS + 1):
+                    self._refuse_private(current, field)
+                    with client.stream("GET", current) as response:
+                        if response.is_redirect:
+                            current = str(response.url.join(response.headers.get("location", "")))
+                            continue
+                        if response.status_code >= 400:
+                            raise InputError(field, f"Fetching {_short(url)} answered HTTP "
+                                             f"{response.status_code}", "url_unreachable")
+                        return self._save(response, field, scratch, url)
+        except httpx.HTTPError as exc:
+            raise InputError(field, f"Could not fetch {_short(url)}: {type(exc).__name__}",
+                             "url_unreachable") from None
+        raise InputError(field, f"Too many redirects fetching {_short(url)}", "url_unreachable")
+
+    def _save(self, response: httpx.Response, field: str | list[str | int], scratch: Path, url: str) -> Path:
+        declared = int(response.headers.get("content-length") or 0)
+        if declared > self.max_bytes:
+            raise InputError(field, f"{_short(url)} is larger than {self.max_bytes} bytes", "url_too_large")
+        name = urllib.parse.urlsplit(url).path.rsplit("/", 1)[-1]
+        ext = extension_for(response.headers.get("content-type"), name)
+        path = scratch / f"input-{len(list(scratch.iterdir()))}.{ext}"
+        received = 0
+        with path.open("wb") as out:
+            for chunk in response.iter_bytes():
+                received += len(chunk)
+                if received > self.max_bytes:
+                    raise InputError(field, f"{_short(url)} is larger than {self.max_bytes} bytes",
+                                     "url_too_large")
+                out.write(chunk)
+        return path
+
+    def _refuse_private(self, url: str, field: str | list[str | int]) -> None:
+        parts = urllib.parse.urlsplit(url)
+        host = parts.hostname or ""
+        if parts.scheme not in ("http", "https") or not host:
+            raise InputError(field, f"Unsupported redirect target: {_short(url)}", "url_scheme")
+        try:
+            port = parts.port or (443 if parts.scheme == "https" else 80)
+            infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)
+        except (socket.gaierror, UnicodeError, ValueError):
+            raise InputError(field, f"Could not fetch {_short(url)}: host {host!r} does not resolve",
+                             "url_unreachable") from None
+        for info in infos:
+            address = ipaddress.ip_address(info[4][0].split("%")[0])
+            if not address.is_global or address.is_multicast:
+                raise InputError(
+                    field,
+                    f"Refusing to fetch {_short(url)}: {host} is a loopback, private or link-local "
+                    "address. Upload the file to thorgen instead and pass the URL it returns.",
+                    "url_forbidden",
+                )
+
+
+def _short(url: str, limit: int = 120) -> str:
+    """URLs go into error messages: drop any credentials and query, cap the length."""
+    if url.startswith("data:"):
+        return "data: URI"
+    parts = urllib.parse.urlsplit(url)
+    host = parts.hostname or ""
+    if parts.port:
+        host = f"{host}:{parts.port}"
+    clean = urllib.parse.urlunsplit((parts.scheme, host, parts.path, "", ""))
+    return clean if len(clean) <= limit else clean[: limit - 1] + "…"
