@@ -1,0 +1,57 @@
+"""What an endpoint is: an id, typed input and output, the lane it runs on, and a run function."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, Literal
+
+import msgspec
+
+from thorgen.errors import InputError
+
+if TYPE_CHECKING:
+    from thorgen.jobs.context import JobContext
+
+
+@dataclass(frozen=True)
+class Endpoint:
+    id: str
+    input: type[msgspec.Struct]
+    output: type[msgspec.Struct]
+    run: Callable[[JobContext, Any], msgspec.Struct]
+    lane: Literal["gpu", "utility"]
+    summary: str
+    model: str | None = None  # a [models.NAME] entry this endpoint needs on disk
+
+    def decode_input(self, raw: Any) -> msgspec.Struct:
+        """Validate a JSON body into the input Struct, or raise a fal-style 422."""
+        if not isinstance(raw, dict):
+            raise InputError([], "Input should be a JSON object", "dict_type")
+        try:
+            return msgspec.convert(raw, self.input, strict=False)
+        except msgspec.ValidationError as exc:
+            raise validation_error(str(exc)) from None
+
+
+_AT = re.compile(r"^(?P<msg>.*?)(?: - at `\$(?P<path>[^`]*)`)?$", re.S)
+_PATH_PART = re.compile(r"\.([A-Za-z_][A-Za-z0-9_]*)|\[(\d+)\]|\[\.\.\.\]")
+_MISSING = re.compile(r"Object missing required field `([^`]+)`")
+
+
+def validation_error(message: str) -> InputError:
+    """Turn msgspec's "Expected `int`, got `str` - at `$.a[0].b`" into fal's detail entry."""
+    match = _AT.match(message)
+    text = match.group("msg") if match else message
+    loc: list[str | int] = []
+    for name, index in _PATH_PART.findall((match.group("path") if match else "") or ""):
+        loc.append(name if name else int(index))
+    kind = "value_error"
+    missing = _MISSING.match(text)
+    if missing:
+        loc.append(missing.group(1))
+        text, kind = "Field required", "missing"
+    elif text.startswith("Expected `"):
+        kind = "type_error" if ", got `" in text else "value_error"
+    return InputError(loc, text, kind)

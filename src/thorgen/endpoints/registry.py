@@ -1,0 +1,106 @@
+"""The registry: every endpoint id thorgen answers, collected from the family files, plus aliases."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from typing import Any
+
+import msgspec
+
+from thorgen.config import Config
+from thorgen.endpoints import ffmpeg
+from thorgen.endpoints.base import Endpoint
+from thorgen.errors import FalError
+from thorgen.models.store import model_status
+
+FAMILIES = [ffmpeg]
+
+
+class Registry:
+    def __init__(self, config: Config, endpoints: Iterable[Endpoint] | None = None):
+        self.config = config
+        chosen = endpoints if endpoints is not None else (e for f in FAMILIES for e in f.ENDPOINTS)
+        self._by_id = {endpoint.id: endpoint for endpoint in chosen}
+        self.aliases = dict(config.aliases)
+        for alias, target in self.aliases.items():
+            if target not in self._by_id:
+                raise ValueError(f"aliases.{alias}: target {target!r} is not an endpoint thorgen has")
+
+    def find(self, endpoint_id: str) -> Endpoint | None:
+        endpoint_id = endpoint_id.strip("/")
+        return self._by_id.get(endpoint_id) or self._by_id.get(self.aliases.get(endpoint_id, ""))
+
+    def require(self, endpoint_id: str) -> Endpoint:
+        """The endpoint for an id, ready to take a job, or a clear 4xx saying why not."""
+        endpoint = self.find(endpoint_id)
+        if endpoint is None:
+            raise FalError(
+                f"Endpoint '{endpoint_id}' is not served by this thorgen (see /endpoints for the list)",
+                status=404,
+                error_type="endpoint_not_found",
+            )
+        reason = self.unavailable_reason(endpoint)
+        if reason:
+            # 424 Failed Dependency: the endpoint exists but its model is missing. Not 503, which
+            # fal's JS client would retry.
+            raise FalError(reason, status=424, error_type="model_not_installed")
+        return endpoint
+
+    def unavailable_reason(self, endpoint: Endpoint) -> str | None:
+        if endpoint.model is None:
+            return None
+        status = model_status(self.config, endpoint.model)
+        if status.installed:
+            return None
+        return (
+            f"Endpoint '{endpoint.id}' needs the model '{endpoint.model}', which is not installed "
+            f"(looked in {status.path or 'config.toml'}). Install it with: {status.install_hint}"
+        )
+
+    def listing(self) -> list[dict[str, Any]]:
+        rows = []
+        for endpoint_id in sorted({*self._by_id, *self.aliases}):
+            endpoint = self.find(endpoint_id)
+            assert endpoint is not None
+            reason = self.unavailable_reason(endpoint)
+            rows.append({
+                "id": endpoint_id,
+                "alias_of": self.aliases.get(endpoint_id),
+                "summary": endpoint.summary,
+                "lane": endpoint.lane,
+                "model": endpoint.model,
+                "available": reason is None,
+                "reason": reason,
+            })
+        return rows
+
+    def openapi(self) -> dict[str, Any]:
+        """An OpenAPI document whose schemas come straight from the input and output Structs."""
+        endpoints = sorted(self._by_id.values(), key=lambda e: e.id)
+        types = [t for e in endpoints for t in (e.input, e.output)]
+        schemas, components = msgspec.json.schema_components(types, ref_template="#/components/schemas/{name}")
+        paths: dict[str, Any] = {}
+        for index, endpoint in enumerate(endpoints):
+            body = {"required": True, "content": {"application/json": {"schema": schemas[2 * index]}}}
+            output = {"application/json": {"schema": schemas[2 * index + 1]}}
+            error = {"description": "Validation error (fal style: detail[].loc/msg/type)"}
+            paths[f"/run/{endpoint.id}"] = {"post": {
+                "summary": endpoint.summary, "operationId": f"run:{endpoint.id}", "requestBody": body,
+                "responses": {"200": {"description": "Output", "content": output}, "422": error},
+            }}
+            paths[f"/queue/{endpoint.id}"] = {"post": {
+                "summary": f"Queue: {endpoint.summary}", "operationId": f"submit:{endpoint.id}",
+                "requestBody": body, "responses": {"200": {"description": "Queued"}, "422": error},
+            }}
+        return {
+            "openapi": "3.1.0",
+            "info": {"title": "thorgen", "version": _version()},
+            "paths": paths,
+            "components": {"schemas": components},
+        }
+
+
+def _version() -> str:
+    from thorgen import __version__
+
+    return __version__

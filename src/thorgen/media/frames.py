@@ -1,0 +1,40 @@
+"""Read one frame of a video (or a still image) as a PIL image."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Literal
+
+import av
+from PIL import Image
+
+from thorgen.media.probe import MediaError, open_media
+
+
+def read_frame(path: Path, which: Literal["first", "middle", "last"]) -> Image.Image:
+    with open_media(path) as container:
+        if not container.streams.video:
+            raise MediaError("The file has no video stream to take a frame from")
+        stream = container.streams.video[0]
+        duration = container.duration / av.time_base if container.duration else None
+        if which == "first" or not duration:
+            frame = next(container.decode(stream), None)
+        else:
+            target = duration / 2 if which == "middle" else duration
+            frame = _frame_near(container, stream, target, last=which == "last")
+        if frame is None:
+            raise MediaError("No frame could be decoded from the video")
+        return frame.to_image().convert("RGB")
+
+
+def _frame_near(container, stream, seconds: float, *, last: bool):  # type: ignore[no-untyped-def]
+    """Seek to the keyframe before ``seconds - 1``, decode forward, keep the right frame."""
+    offset = int(max(0.0, seconds - 1.0) / stream.time_base) if stream.time_base else 0
+    container.seek(offset, stream=stream, backward=True, any_frame=False)
+    chosen = None
+    for frame in container.decode(stream):
+        if chosen is None or last or (frame.time is not None and frame.time <= seconds):
+            chosen = frame
+        if not last and frame.time is not None and frame.time >= seconds:
+            break
+    return chosen
