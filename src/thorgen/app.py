@@ -1,0 +1,138 @@
+"""Builds the Litestar app: fal's routes, operations routes, CORS, error shapes, and the lifespan."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import platform
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from typing import Any
+
+from litestar import Litestar, Request, Response, get
+from litestar.config.cors import CORSConfig
+from litestar.exceptions import HTTPException
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+
+from thorgen import __version__
+from thorgen.config import Config
+from thorgen.endpoints.registry import Registry
+from thorgen.errors import FalError
+from thorgen.jobs.record import JobState
+from thorgen.jobs.service import JobService
+from thorgen.metrics import Metrics
+from thorgen.models.store import all_model_status
+from thorgen.protocol.auth import Auth
+from thorgen.protocol.responses import error_response, json_response
+from thorgen.protocol.routes import build_routes
+
+log = logging.getLogger("thorgen")
+
+EXPOSED_HEADERS = ["x-fal-request-id", "x-fal-error-type", "content-range", "accept-ranges",
+                   "content-length", "etag"]
+
+
+def build_app(config: Config, service: JobService | None = None) -> Litestar:
+    service = service or JobService(config, Registry(config), Metrics())
+    auth = Auth(config.server.api_key)
+
+    @asynccontextmanager
+    async def lifespan(_: Litestar) -> AsyncIterator[None]:
+        service.feed.attach_loop(asyncio.get_running_loop())
+        service.start()
+        announce(config, service)
+        try:
+            yield
+        finally:
+            service.feed.attach_loop(None)
+            service.stop()
+
+    @get("/health", sync_to_thread=False)
+    def health() -> dict[str, Any]:
+        return {"status": "ok"}
+
+    @get("/ready", sync_to_thread=False)
+    def ready() -> Response[bytes]:
+        # Nothing loads in the background yet (models arrive with the model runtime), so a
+        # started server is ready.
+        return json_response({"ready": True})
+
+    @get("/info", sync_to_thread=False)
+    def info() -> dict[str, Any]:
+        return describe(config, service, auth)
+
+    @get("/endpoints", sync_to_thread=False)
+    def endpoints() -> dict[str, Any]:
+        return {"endpoints": service.registry.listing()}
+
+    @get("/openapi.json", sync_to_thread=False)
+    def openapi() -> dict[str, Any]:
+        return service.registry.openapi()
+
+    @get("/metrics", sync_to_thread=False, media_type=CONTENT_TYPE_LATEST)
+    def metrics() -> bytes:
+        return generate_latest(service.metrics.registry)
+
+    return Litestar(
+        route_handlers=[health, ready, info, endpoints, openapi, metrics,
+                        *build_routes(config, service, auth)],
+        lifespan=[lifespan],
+        cors_config=CORSConfig(allow_origins=config.server.cors_origins, allow_methods=["*"],
+                               allow_headers=["*"], expose_headers=EXPOSED_HEADERS),
+        exception_handlers={FalError: _fal_error, HTTPException: _http_error, Exception: _unexpected},
+        request_max_body_size=config.limits.max_request_bytes,
+        openapi_config=None,
+        state={"service": service},
+    )
+
+
+def describe(config: Config, service: JobService, auth: Auth) -> dict[str, Any]:
+    """What a frontend's "local mode" badge and an operator read: this is thorgen, and its state."""
+    counts = service.store.count_by_state()
+    return {
+        "server": "thorgen",
+        "local": True,
+        "version": __version__,
+        "device": {"kind": "cpu", "name": platform.processor() or platform.machine(),
+                   "note": "the model runtime (GPU, memory budget) is not part of this build yet"},
+        "auth_required": auth.enabled,
+        "lanes": {
+            name: {"workers": lane.workers, "busy": lane.busy, "queued": lane.depth}
+            for name, lane in service.lanes.items()
+        },
+        "jobs": {state.value: counts.get(state.value, 0) for state in JobState},
+        "models": [vars(status) for status in all_model_status(config)],
+        "endpoints": sum(1 for row in service.registry.listing() if row["available"]),
+    }
+
+
+def announce(config: Config, service: JobService) -> None:
+    """Say at start what works and what is missing, and how to get it."""
+    available = [row["id"] for row in service.registry.listing() if row["available"]]
+    log.info("thorgen %s: %d endpoints ready: %s", __version__, len(available), ", ".join(available))
+    statuses = all_model_status(config)
+    if not statuses:
+        log.warning("no models configured: only the ffmpeg-api utilities are served")
+    for status in statuses:
+        if status.installed:
+            log.info("model %s (%s): installed at %s", status.name, status.family, status.path)
+        else:
+            log.warning("model %s (%s): MISSING at %s; get it with: %s", status.name, status.family,
+                        status.path, status.install_hint)
+
+
+def _fal_error(request: Request[Any, Any, Any], exc: FalError) -> Response[bytes]:
+    return error_response(exc)
+
+
+def _http_error(request: Request[Any, Any, Any], exc: HTTPException) -> Response[bytes]:
+    error = FalError(exc.detail, status=exc.status_code, error_type="http_error")
+    response = error_response(error)
+    response.headers.update(exc.headers or {})
+    return response
+
+
+def _unexpected(request: Request[Any, Any, Any], exc: Exception) -> Response[bytes]:
+    log.exception("unhandled error on %s %s", request.method, request.url.path)
+    return error_response(FalError("Internal server error", status=500, error_type="internal_error"))
+

@@ -1,0 +1,41 @@
+"""Optional API-key check, and the signatures that let key-less upload PUTs through.
+
+With no ``server.api_key`` set, thorgen is open (fal's JS client sends no Authorization unless given
+credentials). With a key, API calls need ``Authorization: Key <key>`` (or ``Bearer``); upload URLs and
+CDN tokens that thorgen issues carry an HMAC of the key, because browsers PUT to them bare.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+
+from thorgen.errors import FalError
+
+
+class Auth:
+    def __init__(self, api_key: str):
+        self._key = api_key.encode()
+
+    @property
+    def enabled(self) -> bool:
+        return bool(self._key)
+
+    def check_header(self, authorization: str | None) -> None:
+        if not self._key:
+            return
+        scheme, _, credential = (authorization or "").partition(" ")
+        if scheme.lower() in ("key", "bearer") and hmac.compare_digest(credential.strip().encode(), self._key):
+            return
+        raise FalError("Missing or wrong credentials: send 'Authorization: Key <THORGEN_SERVER__API_KEY>'",
+                       status=401, error_type="unauthorized")
+
+    def sign(self, value: str) -> str:
+        if not self._key:
+            return "open"
+        return hmac.new(self._key, value.encode(), hashlib.sha256).hexdigest()[:40]
+
+    def check_signature(self, value: str, signature: str | None) -> None:
+        if self._key and not hmac.compare_digest(self.sign(value), signature or ""):
+            raise FalError("Upload URL or token is not valid for this server", status=403,
+                           error_type="forbidden")

@@ -1,0 +1,140 @@
+"""The HTTP routes: fal's services by proxy header or path prefix, upload targets, and file serving."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from litestar import HttpMethod, Request, Response, post, put, route
+from starlette.responses import FileResponse
+
+from thorgen.config import Config
+from thorgen.errors import FalError
+from thorgen.jobs.service import JobService
+from thorgen.media.store import content_type_of, extension_for
+from thorgen.protocol.auth import Auth
+from thorgen.protocol.call import FalCall, Service, from_prefix, from_target_url
+from thorgen.protocol.queue import QueueApi
+from thorgen.protocol.responses import json_response
+from thorgen.protocol.storage import StorageApi
+
+ANY_METHOD = [HttpMethod.GET, HttpMethod.HEAD, HttpMethod.POST, HttpMethod.PUT, HttpMethod.DELETE,
+              HttpMethod.PATCH]
+
+
+def build_routes(config: Config, service: JobService, auth: Auth) -> list[Any]:
+    queue = QueueApi(service)
+    storage = StorageApi(service.media, auth, service.scratch_root, config.storage.max_upload_bytes)
+    upload_limit = config.storage.max_upload_bytes
+    json_limit = config.limits.max_request_bytes
+
+    def base_url(request: Request[Any, Any, Any]) -> str:
+        if config.server.public_url:
+            return config.server.public_url.rstrip("/")
+        host = request.headers.get("host") or f"{config.server.host}:{config.server.port}"
+        return f"{request.url.scheme}://{host}"
+
+    async def dispatch(call: FalCall, request: Request[Any, Any, Any]) -> Response[Any]:
+        if call.service == "cdn":
+            return await cdn_upload(call, request)
+        auth.check_header(request.headers.get("authorization"))
+        body = await request.body() if request.method in ("POST", "PUT", "PATCH") else b""
+        if call.service == "queue":
+            return await queue.handle(call, request, body)
+        if call.service == "run":
+            return await queue.run(call, request, body)
+        return storage.handle_rest(call, request.method, body)
+
+    async def cdn_upload(call: FalCall, request: Request[Any, Any, Any]) -> Response[Any]:
+        """Python fal-client's v3 upload: raw bytes in, {access_url} out."""
+        storage.check_token(request.headers.get("authorization"))
+        if request.method != "POST" or call.path not in ("files/upload", "files/upload/multipart"):
+            raise FalError(f"No such CDN call: {request.method} {call.path[:100]!r}", status=404,
+                           error_type="not_found")
+        name = request.headers.get("x-fal-file-name")
+        key = service.media.new_key(extension_for(request.headers.get("content-type"), name))
+        access_url = service.media.url(key, call.base_url)
+        if call.path.endswith("multipart"):
+            return json_response({"access_url": access_url, "uploadId": auth.sign(key)})
+        await storage.put_file(key, request)
+        return json_response({"access_url": access_url})
+
+    # -- fal's services --------------------------------------------------------------------
+
+    @route(["/api/fal", "/api/fal/proxy"], http_method=ANY_METHOD, request_max_body_size=json_limit,
+           status_code=200)
+    async def proxy(request: Request[Any, Any, Any]) -> Response[Any]:
+        target = request.headers.get("x-fal-target-url")
+        if not target:
+            raise FalError("Missing the x-fal-target-url header", status=400, error_type="invalid_target_url")
+        return await dispatch(from_target_url(target, base_url(request)), request)
+
+    def prefixed(service_name: Service, limit: int) -> Any:
+        @route(f"/{service_name}/{{path:path}}", http_method=ANY_METHOD, name=f"prefix-{service_name}",
+               request_max_body_size=limit, status_code=200)
+        async def handler(request: Request[Any, Any, Any], path: str) -> Response[Any]:
+            call = from_prefix(service_name, path, request.url.query, base_url(request))
+            return await dispatch(call, request)
+
+        return handler
+
+    # -- upload targets (PUT straight from browsers, so no Authorization: a signed URL) ----
+
+    @put("/uploads/{key:str}", request_max_body_size=upload_limit, status_code=200)
+    async def upload(request: Request[Any, Any, Any], key: str, token: str | None = None) -> Response[bytes]:
+        auth.check_signature(key, token)
+        await storage.put_file(key, request)
+        return json_response({"file_url": service.media.url(key, base_url(request))})
+
+    @put("/uploads/{key:str}/multipart/{number:int}", request_max_body_size=upload_limit, status_code=200)
+    async def upload_part(request: Request[Any, Any, Any], key: str, number: int,
+                          token: str | None = None) -> Response[bytes]:
+        auth.check_signature(key, token)
+        etag = await storage.put_part(key, number, request)
+        response = json_response({"partNumber": number, "etag": etag})
+        response.headers["etag"] = etag
+        return response
+
+    @post("/uploads/{key:str}/multipart/complete", status_code=200)
+    async def upload_complete(request: Request[Any, Any, Any], key: str,
+                              token: str | None = None) -> Response[bytes]:
+        auth.check_signature(key, token)
+        storage.complete(key)
+        return json_response({"file_url": service.media.url(key, base_url(request))})
+
+    @put("/files/{key:str}/multipart/{upload_id:str}/{number:int}", request_max_body_size=upload_limit,
+         status_code=200)
+    async def cdn_part(request: Request[Any, Any, Any], key: str, upload_id: str, number: int) -> Response[bytes]:
+        auth.check_signature(key, upload_id)
+        etag = await storage.put_part(key, number, request)
+        response = json_response({"partNumber": number, "etag": etag})
+        response.headers["etag"] = etag
+        return response
+
+    @post("/files/{key:str}/multipart/{upload_id:str}/complete", status_code=200)
+    async def cdn_complete(request: Request[Any, Any, Any], key: str, upload_id: str) -> Response[bytes]:
+        auth.check_signature(key, upload_id)
+        storage.complete(key)
+        return json_response({"access_url": service.media.url(key, base_url(request))})
+
+    # -- file downloads: Starlette's FileResponse answers Range (206), HEAD and ETag -------
+
+    @route("/files/{key:str}", http_method=[HttpMethod.GET, HttpMethod.HEAD])
+    async def files(key: str) -> FileResponse:
+        if not service.media.exists(key):
+            raise FalError("File not found", status=404, error_type="not_found")
+        return FileResponse(service.media.path(key), media_type=content_type_of(key),
+                            headers={"cache-control": "public, max-age=31536000, immutable"})
+
+    return [
+        proxy,
+        prefixed("queue", json_limit),
+        prefixed("run", json_limit),
+        prefixed("rest", json_limit),
+        prefixed("cdn", upload_limit),
+        upload,
+        upload_part,
+        upload_complete,
+        cdn_part,
+        cdn_complete,
+        files,
+    ]
