@@ -1,0 +1,76 @@
+"""The registry: ids, aliases, model-backed endpoints whose model is missing, and fal-style 422s."""
+
+from __future__ import annotations
+
+import msgspec
+import pytest
+
+from thorgen.config import Config, ModelConfig, StorageConfig
+from thorgen.endpoints.base import Endpoint
+from thorgen.endpoints.registry import Registry
+from thorgen.errors import FalError, InputError
+
+
+class Prompt(msgspec.Struct):
+    prompt: str
+    steps: int = 4
+
+
+class Out(msgspec.Struct):
+    text: str
+
+
+def needs_model(tmp_path) -> Registry:
+    config = Config(
+        storage=StorageConfig(models_dir=str(tmp_path)),
+        models={"tiny-flux": ModelConfig(family="flux", path="tiny-flux")},
+        aliases={"fal-ai/flux-pro/v1.1-ultra": "fal-ai/flux/dev"},
+    )
+    endpoint = Endpoint("fal-ai/flux/dev", Prompt, Out, lambda ctx, inp: Out(inp.prompt), "gpu",
+                        "test", model="tiny-flux")
+    return Registry(config, [endpoint])
+
+
+def test_missing_model_is_a_clear_error_naming_model_and_command(tmp_path):
+    registry = needs_model(tmp_path)
+    with pytest.raises(FalError) as caught:
+        registry.require("fal-ai/flux-pro/v1.1-ultra")
+    assert caught.value.status == 424
+    assert "tiny-flux" in caught.value.detail and "thorgen models pull tiny-flux" in caught.value.detail
+    listing = {row["id"]: row for row in registry.listing()}
+    assert listing["fal-ai/flux/dev"]["available"] is False
+    assert listing["fal-ai/flux-pro/v1.1-ultra"]["alias_of"] == "fal-ai/flux/dev"
+
+    (tmp_path / "tiny-flux").mkdir()
+    (tmp_path / "tiny-flux" / "model_index.json").write_text("{}")
+    assert registry.require("fal-ai/flux-pro/v1.1-ultra").id == "fal-ai/flux/dev"
+
+
+def test_unknown_id_is_404_naming_it(tmp_path):
+    with pytest.raises(FalError) as caught:
+        needs_model(tmp_path).require("fal-ai/nothing/here")
+    assert caught.value.status == 404 and "fal-ai/nothing/here" in caught.value.detail
+
+
+@pytest.mark.parametrize("raw,loc,kind", [
+    ({}, ["body", "prompt"], "missing"),
+    ({"prompt": 3}, ["body", "prompt"], "type_error"),
+    ({"prompt": "x", "steps": "many"}, ["body", "steps"], "type_error"),
+    ([], ["body"], "dict_type"),
+])
+def test_input_errors_have_fal_shape(tmp_path, raw, loc, kind):
+    endpoint = needs_model(tmp_path).find("fal-ai/flux/dev")
+    with pytest.raises(InputError) as caught:
+        endpoint.decode_input(raw)
+    detail = caught.value.body()["detail"][0]
+    assert detail["loc"] == loc and detail["type"] == kind and caught.value.status == 422
+
+
+def test_unknown_extra_fields_are_ignored(tmp_path):
+    endpoint = needs_model(tmp_path).find("fal-ai/flux/dev")
+    assert endpoint.decode_input({"prompt": "x", "seconds_total": 30, "image_size": "square_1_1"}).prompt == "x"
+
+
+def test_alias_to_unknown_endpoint_is_refused():
+    with pytest.raises(ValueError, match="aliases.fal-ai/x"):
+        Registry(Config(aliases={"fal-ai/x": "fal-ai/none"}))
