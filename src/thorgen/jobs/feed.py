@@ -24,7 +24,7 @@ class ChangeFeed:
 
     def version(self, job_id: str) -> int:
         with self._cond:
-            return self._versions[job_id]
+            return self._versions.get(job_id, 0)
 
     def publish(self, job_id: str) -> None:
         with self._cond:
@@ -44,7 +44,7 @@ class ChangeFeed:
     def wait(self, job_id: str, seen: int, timeout: float) -> bool:
         """Block a thread until the job's version passes ``seen``; False on timeout."""
         with self._cond:
-            return self._cond.wait_for(lambda: self._versions[job_id] != seen, timeout)
+            return self._cond.wait_for(lambda: self._versions.get(job_id, 0) != seen, timeout)
 
     async def wait_async(self, job_id: str, seen: int, timeout: float) -> bool:
         """Same for a coroutine on the attached loop."""

@@ -242,6 +242,7 @@ class JobService:
         if finished and finished.inference_time is not None:
             self.metrics.duration.labels(job.endpoint_id).observe(finished.inference_time)
         self.feed.publish(job.id)
+        self.feed.forget(job.id)  # waiters re-read the job after every wake-up and see COMPLETED
         if finished and finished.webhook_url:
             self._webhooks.submit(self._post_webhook, finished)
 
