@@ -50,10 +50,10 @@ class _Visual:
     clip: Clip
     kind: str  # "video" or "image"
     source_size: tuple[int, int]
-    still: np.ndarray | None = None  # images: the cover-fitted picture
-    frames: Iterator[tuple[float, np.ndarray]] | None = field(default=None, repr=False)
-    current: np.ndarray | None = None
-    upcoming: tuple[float, np.ndarray] | None = None
+    still: av.VideoFrame | None = None  # images: the cover-fitted picture, converted once
+    frames: Iterator[tuple[float, av.VideoFrame]] | None = field(default=None, repr=False)
+    current: av.VideoFrame | None = None
+    upcoming: tuple[float, av.VideoFrame] | None = None
 
     @property
     def start(self) -> float:
@@ -115,41 +115,57 @@ def _cover_size(source: tuple[int, int], canvas: tuple[int, int]) -> tuple[int, 
     return max(canvas[0], math.ceil(source[0] * scale)), max(canvas[1], math.ceil(source[1] * scale))
 
 
-def _crop(pixels: np.ndarray, canvas: tuple[int, int]) -> np.ndarray:
-    height, width = pixels.shape[:2]
-    left, top = (width - canvas[0]) // 2, (height - canvas[1]) // 2
-    return np.ascontiguousarray(pixels[top:top + canvas[1], left:left + canvas[0]])
+def _video_frames(path: Path, canvas: tuple[int, int]) -> Iterator[tuple[float, av.VideoFrame]]:
+    """(seconds from the clip's start, cover-fitted yuv420p frame) for each decoded frame.
 
-
-def _video_frames(path: Path, canvas: tuple[int, int], source: tuple[int, int]) -> Iterator[tuple[float, np.ndarray]]:
-    """(seconds from the clip's start, cover-fitted RGB) for each decoded frame."""
-    scaled = _cover_size(source, canvas)
+    Scaling, cropping and the pixel-format change run in one libavfilter graph, the same code
+    path the ffmpeg command line uses; frames never pass through numpy.
+    """
     with open_media(path) as container:
         stream = container.streams.video[0]
         stream.thread_type = "AUTO"
+        graph = av.filter.Graph()
+        chain = [
+            graph.add_buffer(template=stream),
+            graph.add("scale", f"{canvas[0]}:{canvas[1]}:force_original_aspect_ratio=increase"),
+            graph.add("crop", f"{canvas[0]}:{canvas[1]}"),
+            graph.add("format", "yuv420p"),
+            graph.add("buffersink"),
+        ]
+        for upstream, downstream in zip(chain, chain[1:]):
+            upstream.link_to(downstream)
+        graph.configure()
         first: float | None = None
-        for frame in container.decode(stream):
-            when = frame.time or 0.0
-            first = when if first is None else first
-            rgb = frame.reformat(width=scaled[0], height=scaled[1], format="rgb24").to_ndarray()
-            yield when - first, _crop(rgb, canvas)
+        for decoded in container.decode(stream):
+            graph.push(decoded)
+            while True:
+                try:
+                    frame = graph.pull()
+                except (av.error.BlockingIOError, av.error.EOFError):
+                    break
+                when = frame.time or 0.0
+                first = when if first is None else first
+                yield when - first, frame
 
 
-def _still(path: Path, canvas: tuple[int, int]) -> np.ndarray:
+def _still(path: Path, canvas: tuple[int, int]) -> av.VideoFrame:
     with Image.open(path) as image:
         rgb = image.convert("RGB")
-        scaled = _cover_size(rgb.size, canvas)
-        return _crop(np.asarray(rgb.resize(scaled, Image.Resampling.LANCZOS)), canvas)
+        width, height = _cover_size(rgb.size, canvas)
+        scaled = rgb.resize((width, height), Image.Resampling.LANCZOS)
+        left, top = (width - canvas[0]) // 2, (height - canvas[1]) // 2
+        cropped = scaled.crop((left, top, left + canvas[0], top + canvas[1]))
+    return av.VideoFrame.from_image(cropped).reformat(format="yuv420p")
 
 
-def _picture_at(visual: _Visual, local: float, canvas: tuple[int, int]) -> np.ndarray:
+def _picture_at(visual: _Visual, local: float, canvas: tuple[int, int]) -> av.VideoFrame:
     """The clip's picture ``local`` seconds in; a video past its end holds its last frame."""
     if visual.kind == "image":
         if visual.still is None:
             visual.still = _still(visual.clip.path, canvas)
         return visual.still
     if visual.frames is None:
-        visual.frames = _video_frames(visual.clip.path, canvas, visual.source_size)
+        visual.frames = _video_frames(visual.clip.path, canvas)
         visual.upcoming = next(visual.frames, None)
     while visual.upcoming is not None and visual.upcoming[0] <= local + 1e-6:
         visual.current = visual.upcoming[1]
@@ -176,7 +192,8 @@ def _encode(visuals: list[_Visual], mix: np.ndarray, width: int, height: int, fr
             out_path: Path, thumbnail_path: Path, on_progress: Callable[[float], None] | None,
             check_cancel: Callable[[], None] | None) -> None:
     canvas = (width, height)
-    black = np.zeros((height, width, 3), np.uint8)
+    black = av.VideoFrame.from_ndarray(np.zeros((height, width, 3), np.uint8), format="rgb24").reformat(
+        format="yuv420p")
     with av.open(str(out_path), "w", format="mp4", options={"movflags": "+faststart"}) as container:
         video = container.add_stream("libx264", rate=FPS, options={"crf": "23", "preset": "veryfast"})
         video.width, video.height, video.pix_fmt = width, height, "yuv420p"
@@ -191,10 +208,11 @@ def _encode(visuals: list[_Visual], mix: np.ndarray, width: int, height: int, fr
                     on_progress(index / frame_count)
             when = index / FPS
             active = [v for v in visuals if v.start <= when < v.end]
-            pixels = _picture_at(active[-1], when - active[-1].start, canvas) if active else black
+            # The same frame object may go out many times (a still, a held or repeated frame):
+            # the encoder takes its own reference at each call, so only the timestamp changes.
+            frame = _picture_at(active[-1], when - active[-1].start, canvas) if active else black
             if index == 0:
-                Image.fromarray(pixels).save(thumbnail_path, format="JPEG", quality=88)
-            frame = av.VideoFrame.from_ndarray(pixels, format="rgb24").reformat(format="yuv420p")
+                frame.to_image().save(thumbnail_path, format="JPEG", quality=88)
             frame.pts, frame.time_base = index, Fraction(1, FPS)
             container.mux(video.encode(frame))
             # Interleave: audio up to the end of this video frame.
