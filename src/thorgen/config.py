@@ -54,6 +54,9 @@ class LimitsConfig(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
     max_request_bytes: int = 32 * 1024**2  # JSON bodies of submit / run
     max_fetch_bytes: int = 1024**3  # http(s) file inputs thorgen downloads
     fetch_timeout_s: float = 30.0
+    # Hosts (name or name:port) that file inputs may be fetched from even though they resolve to a
+    # private or loopback address, e.g. a NAS on the LAN: ["nas.local", "192.168.1.20:8080"].
+    fetch_allowed_hosts: list[str] = msgspec.field(default_factory=list)
     sse_keepalive_s: float = 10.0  # Next's rewrite proxy drops streams idle for 30 s
     sync_run_timeout_s: float = 3600.0
     webhook_timeout_s: float = 10.0
@@ -161,7 +164,7 @@ def _set_path(raw: dict[str, Any], keys: list[str], value: Any, *, source: str) 
             value = msgspec.json.decode(value)
         except msgspec.DecodeError:
             raise ConfigError(f"{source}: value is not valid JSON") from None
-    elif isinstance(value, str) and keys[-1] == "cors_origins":
+    elif isinstance(value, str) and keys[-1] in ("cors_origins", "fetch_allowed_hosts"):
         value = [item.strip() for item in value.split(",") if item.strip()]
     node[_match_key(node, keys[-1])] = value
 

@@ -7,6 +7,7 @@ an endpoint's ``run`` raise the same error a submit-time check would have given.
 
 from __future__ import annotations
 
+import errno
 from typing import Any
 
 
@@ -37,3 +38,11 @@ class Cancelled(FalError):
 
     def __init__(self) -> None:
         super().__init__("Request was cancelled", status=400, error_type="request_cancelled")
+
+
+def disk_full(exc: BaseException) -> FalError | None:
+    """A full disk is the operator's problem to fix, not a bug: say so with 507, never a bare 500."""
+    if isinstance(exc, OSError) and exc.errno in (errno.ENOSPC, errno.EDQUOT):
+        return FalError("The disk holding thorgen's data folder is full; free some space and try again",
+                        status=507, error_type="disk_full")
+    return None

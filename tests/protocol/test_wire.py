@@ -236,3 +236,34 @@ def test_api_key_when_configured(tmp_path):
         assert "s3cret" not in process.log()
     finally:
         process.stop()
+
+
+def test_urls_follow_the_host_the_client_used(server, audio_url):
+    """A browser on the LAN reaches thorgen by another name: every URL it gets back uses that name."""
+    headers = {"host": f"thor.lan:{server.port}"}
+    submit = httpx.post(f"{server.base_url}/queue/{METADATA}", json={"media_url": audio_url}, headers=headers).json()
+    assert submit["status_url"].startswith(f"http://thor.lan:{server.port}/queue/")
+    upload = httpx.post(f"{server.base_url}/rest/storage/upload/initiate", headers=headers,
+                        json={"content_type": "image/png", "file_name": "x.png"}).json()
+    assert upload["upload_url"].startswith(f"http://thor.lan:{server.port}/uploads/")
+    assert upload["file_url"].startswith(f"http://thor.lan:{server.port}/files/")
+
+
+def test_public_url_wins_when_configured(tmp_path):
+    process = ServerProcess(tmp_path / "data", env={"THORGEN_SERVER__PUBLIC_URL": "https://media.example.org"}).start()
+    try:
+        body = httpx.post(f"{process.base_url}/rest/storage/upload/initiate",
+                          json={"content_type": "audio/wav", "file_name": "a.wav"}).json()
+        assert body["file_url"].startswith("https://media.example.org/files/")
+    finally:
+        process.stop()
+
+
+def test_proxy_reaches_the_cdn_upload_too(server):
+    token = httpx.post(f"{server.base_url}/api/fal/proxy", json={},
+                       headers={"x-fal-target-url": "https://rest.fal.ai/storage/auth/token?storage_type=fal-cdn-v3"}).json()
+    upload = httpx.post(f"{server.base_url}/api/fal/proxy", content=b"RIFFdata", headers={
+        "x-fal-target-url": "https://v3.fal.media/files/upload", "content-type": "audio/wav",
+        "x-fal-file-name": "a.wav", "authorization": f"Bearer {token['token']}"})
+    assert upload.status_code == 200
+    assert httpx.get(upload.json()["access_url"]).content == b"RIFFdata"

@@ -24,7 +24,7 @@ import msgspec
 
 from thorgen.config import Config
 from thorgen.endpoints.registry import Registry
-from thorgen.errors import Cancelled, FalError
+from thorgen.errors import Cancelled, FalError, disk_full
 from thorgen.jobs.context import JobContext
 from thorgen.jobs.feed import ChangeFeed
 from thorgen.jobs.lanes import Lane
@@ -214,9 +214,15 @@ class JobService:
             self._finish(job, error=exc.detail, error_type=exc.error_type, status=exc.status,
                          outcome="error")
         except Exception as exc:
-            log.exception("job %s (%s) failed", job.id, job.endpoint_id)
-            self._finish(job, error=f"{type(exc).__name__}: {exc}", error_type="internal_error",
-                         status=500, outcome="error")
+            full = disk_full(exc)
+            if full is not None:
+                log.error("job %s (%s): %s", job.id, job.endpoint_id, full.detail)
+                self._finish(job, error=full.detail, error_type=full.error_type, status=full.status,
+                             outcome="error")
+            else:
+                log.exception("job %s (%s) failed", job.id, job.endpoint_id)
+                self._finish(job, error=f"{type(exc).__name__}: {exc}", error_type="internal_error",
+                             status=500, outcome="error")
         finally:
             context.cleanup()
 

@@ -5,7 +5,7 @@
 - ``data:`` URIs: decoded into the job's scratch folder.
 - other http(s) URLs: fetched with a size cap and a timeout. Hosts that resolve to loopback,
   private, link-local or otherwise non-public addresses are refused before any connection, and so
-  is every redirect hop that does. (The address is checked at resolution time; a DNS answer that
+  is every redirect hop that does, unless ``limits.fetch_allowed_hosts`` names them. (The address is checked at resolution time; a DNS answer that
   changes between the check and the connect is not defended against.)
 
 Every failure is a 422 that names the input field.
@@ -36,6 +36,7 @@ class UrlResolver:
         self.timeout = config.limits.fetch_timeout_s
         public = urllib.parse.urlsplit(config.server.public_url) if config.server.public_url else None
         self._own_hosts = {h for h in (public.hostname if public else None, config.server.host) if h}
+        self._allowed = {host.lower() for host in config.limits.fetch_allowed_hosts}
 
     def resolve(self, url: str, field: str | list[str | int], *, scratch: Path, base_url: str = "") -> Path:
         if not isinstance(url, str) or not url.strip():
@@ -123,8 +124,10 @@ class UrlResolver:
         host = parts.hostname or ""
         if parts.scheme not in ("http", "https") or not host:
             raise InputError(field, f"Unsupported redirect target: {_short(url)}", "url_scheme")
+        port = parts.port or (443 if parts.scheme == "https" else 80)
+        if host.lower() in self._allowed or f"{host.lower()}:{port}" in self._allowed:
+            return
         try:
-            port = parts.port or (443 if parts.scheme == "https" else 80)
             infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)
         except (socket.gaierror, UnicodeError, ValueError):
             raise InputError(field, f"Could not fetch {_short(url)}: host {host!r} does not resolve",

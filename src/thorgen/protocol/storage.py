@@ -21,7 +21,7 @@ from typing import Any
 
 from litestar import Request, Response
 
-from thorgen.errors import FalError, InputError
+from thorgen.errors import FalError, InputError, disk_full
 from thorgen.media.store import MediaStore, extension_for
 from thorgen.protocol.auth import Auth
 from thorgen.protocol.call import FalCall
@@ -152,8 +152,11 @@ class StorageApi:
                         raise _too_large(limit)
                     digest.update(chunk)
                     out.write(chunk)
-        except BaseException:
+        except BaseException as exc:
             path.unlink(missing_ok=True)
+            full = disk_full(exc)
+            if full is not None:
+                raise full from None
             raise
         return digest.hexdigest()
 
