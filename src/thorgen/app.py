@@ -82,7 +82,6 @@ def build_app(config: Config, service: JobService | None = None) -> Litestar:
         exception_handlers={FalError: _fal_error, HTTPException: _http_error, Exception: _unexpected},
         request_max_body_size=config.limits.max_request_bytes,
         openapi_config=None,
-        state={"service": service},
     )
 
 

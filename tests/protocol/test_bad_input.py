@@ -9,6 +9,10 @@ import pytest
 
 META = "/queue/fal-ai/ffmpeg-api/metadata"
 COMPOSE = "/queue/fal-ai/ffmpeg-api/compose"
+
+
+def timeline(**keyframe) -> dict:
+    return {"tracks": [{"type": "video", "keyframes": [{"url": "data:,x", **keyframe}]}]}
 WAVE = "/queue/fal-ai/ffmpeg-api/waveform"
 
 
@@ -21,14 +25,12 @@ SUBMIT_CASES = [
     ("wrong type", "POST", META, {"media_url": 5}, 422, "media_url"),
     ("wrong bool", "POST", META, {"media_url": "data:,x", "extract_frames": "maybe"}, 422, "extract_frames"),
     ("tracks not a list", "POST", COMPOSE, {"tracks": "nope"}, 422, "tracks"),
-    ("keyframe missing duration", "POST", COMPOSE,
-     {"tracks": [{"type": "video", "keyframes": [{"timestamp": 0, "url": "data:,x"}]}]}, 422, "duration"),
-    ("negative timestamp", "POST", COMPOSE,
-     {"tracks": [{"type": "video", "keyframes": [{"timestamp": -5, "duration": 10, "url": "data:,x"}]}]}, 422, "timestamp"),
-    ("absurd duration", "POST", COMPOSE,
-     {"tracks": [{"type": "video", "keyframes": [{"timestamp": 0, "duration": 1e12, "url": "data:,x"}]}]}, 422, "duration"),
+    ("keyframe missing duration", "POST", COMPOSE, timeline(timestamp=0), 422, "duration"),
+    ("negative timestamp", "POST", COMPOSE, timeline(timestamp=-5, duration=10), 422, "timestamp"),
+    ("absurd duration", "POST", COMPOSE, timeline(timestamp=0, duration=1e12), 422, "duration"),
     ("unknown track type", "POST", COMPOSE, {"tracks": [{"type": "hologram", "keyframes": []}]}, 422, "type"),
-    ("absurd points per second", "POST", WAVE, {"media_url": "data:,x", "points_per_second": 1e9}, 422, "points_per_second"),
+    ("absurd points per second", "POST", WAVE, {"media_url": "data:,x", "points_per_second": 1e9}, 422,
+     "points_per_second"),
     ("negative precision", "POST", WAVE, {"media_url": "data:,x", "precision": -1}, 422, "precision"),
     ("bad priority header", "POST", META, {"media_url": "data:,x"}, 422, "x-fal-queue-priority"),
     ("bad webhook", "POST", META + "?fal_webhook=ftp://x", {"media_url": "data:,x"}, 422, "fal_webhook"),
@@ -82,7 +84,8 @@ def test_unusable_file_url_fails_the_job_with_422_naming_the_field(server, name,
     assert submit.status_code == 200, submit.text
     request_id = submit.json()["request_id"]
     deadline = time.monotonic() + 30
-    while (status := httpx.get(f"{server.base_url}/queue/fal-ai/x/requests/{request_id}/status").json())["status"] != "COMPLETED":
+    status_url = f"{server.base_url}/queue/fal-ai/x/requests/{request_id}/status"
+    while (status := httpx.get(status_url).json())["status"] != "COMPLETED":
         assert time.monotonic() < deadline, "job hung"
         time.sleep(0.05)
     result = httpx.get(f"{server.base_url}/queue/fal-ai/x/requests/{request_id}")

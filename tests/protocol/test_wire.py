@@ -185,7 +185,8 @@ def test_endpoints_info_openapi_and_metrics(server):
     info = httpx.get(f"{server.base_url}/info").json()
     assert info["server"] == "thorgen" and info["local"] is True and "utility" in info["lanes"]
     spec = httpx.get(f"{server.base_url}/openapi.json").json()
-    schema = spec["paths"]["/run/fal-ai/ffmpeg-api/compose"]["post"]["requestBody"]["content"]["application/json"]["schema"]
+    body = spec["paths"]["/run/fal-ai/ffmpeg-api/compose"]["post"]["requestBody"]
+    schema = body["content"]["application/json"]["schema"]
     assert schema["$ref"].endswith("/ComposeInput")
     assert "tracks" in spec["components"]["schemas"]["ComposeInput"]["properties"]
     metrics = httpx.get(f"{server.base_url}/metrics").text

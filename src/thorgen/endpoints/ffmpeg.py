@@ -120,7 +120,9 @@ def run_metadata(ctx: JobContext, inp: MetadataInput) -> MetadataOutput:
                 content_type=content_type_of(path.name))
     if inp.extract_frames and info["media_type"] == "video":
         ctx.log("extracting the first and last frames")
-        for which, field in (("first", "start_frame_url"), ("last", "end_frame_url")):
+        frames: tuple[tuple[Literal["first", "last"], str], ...] = (
+            ("first", "start_frame_url"), ("last", "end_frame_url"))
+        for which, field in frames:
             key, out = ctx.new_output("png")
             read_frame(path, which).save(out, format="PNG")
             info[field] = ctx.url(key)

@@ -16,6 +16,7 @@ import time
 import uuid
 from concurrent.futures import ThreadPoolExecutor
 from enum import StrEnum
+from functools import partial
 from pathlib import Path
 from typing import IO, Any
 
@@ -62,8 +63,8 @@ class JobService:
         self._lock_file: IO[str] | None = None
         self._webhooks = ThreadPoolExecutor(max_workers=2, thread_name_prefix="webhook")
         for name, lane in self.lanes.items():
-            self.metrics.queue_depth.labels(name).set_function(lambda lane=lane: lane.depth)
-            self.metrics.running.labels(name).set_function(lambda lane=lane: lane.busy)
+            self.metrics.queue_depth.labels(name).set_function(partial(getattr, lane, "depth"))
+            self.metrics.running.labels(name).set_function(partial(getattr, lane, "busy"))
 
     # -- lifecycle ---------------------------------------------------------------------------
 

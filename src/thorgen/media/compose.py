@@ -9,7 +9,7 @@ keep their own sound, mixed with the audio tracks by plain summing (no auto-atte
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Generator
 from dataclasses import dataclass, field
 from fractions import Fraction
 from pathlib import Path
@@ -51,7 +51,7 @@ class _Visual:
     kind: str  # "video" or "image"
     source_size: tuple[int, int]
     still: av.VideoFrame | None = None  # images: the cover-fitted picture, converted once
-    frames: Iterator[tuple[float, av.VideoFrame]] | None = field(default=None, repr=False)
+    frames: Generator[tuple[float, av.VideoFrame], None, None] | None = field(default=None, repr=False)
     current: av.VideoFrame | None = None
     upcoming: tuple[float, av.VideoFrame] | None = None
 
@@ -115,7 +115,7 @@ def _cover_size(source: tuple[int, int], canvas: tuple[int, int]) -> tuple[int, 
     return max(canvas[0], math.ceil(source[0] * scale)), max(canvas[1], math.ceil(source[1] * scale))
 
 
-def _video_frames(path: Path, canvas: tuple[int, int]) -> Iterator[tuple[float, av.VideoFrame]]:
+def _video_frames(path: Path, canvas: tuple[int, int]) -> Generator[tuple[float, av.VideoFrame], None, None]:
     """(seconds from the clip's start, cover-fitted yuv420p frame) for each decoded frame.
 
     Scaling, cropping and the pixel-format change run in one libavfilter graph, the same code
@@ -132,7 +132,7 @@ def _video_frames(path: Path, canvas: tuple[int, int]) -> Iterator[tuple[float, 
             graph.add("format", "yuv420p"),
             graph.add("buffersink"),
         ]
-        for upstream, downstream in zip(chain, chain[1:]):
+        for upstream, downstream in zip(chain, chain[1:], strict=False):
             upstream.link_to(downstream)
         graph.configure()
         first: float | None = None
@@ -143,6 +143,7 @@ def _video_frames(path: Path, canvas: tuple[int, int]) -> Iterator[tuple[float, 
                     frame = graph.pull()
                 except (av.error.BlockingIOError, av.error.EOFError):
                     break
+                assert isinstance(frame, av.VideoFrame)
                 when = frame.time or 0.0
                 first = when if first is None else first
                 yield when - first, frame

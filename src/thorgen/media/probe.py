@@ -95,8 +95,12 @@ def _resolution(video: av.video.stream.VideoStream) -> dict[str, Any]:
 
 def _audio_track(audio: av.audio.stream.AudioStream) -> dict[str, Any]:
     context = audio.codec_context
-    return {"codec": CODEC_NAMES.get(context.name, context.name), "channels": context.channels, "sample_rate": context.sample_rate,
-            "bitrate": audio.bit_rate or context.bit_rate or None}
+    return {
+        "codec": CODEC_NAMES.get(context.name, context.name),
+        "channels": context.channels,
+        "sample_rate": context.sample_rate,
+        "bitrate": audio.bit_rate or context.bit_rate or None,
+    }
 
 
 def _duration(container: av.container.InputContainer) -> float | None:
@@ -123,7 +127,8 @@ def _decoded_duration(path: Path) -> float:
         stream = (container.streams.audio or container.streams.video)[0]
         end = 0.0
         for frame in container.decode(stream):
-            if frame.time is not None:
-                length = frame.samples / frame.sample_rate if isinstance(frame, av.AudioFrame) else 0.0
-                end = max(end, frame.time + length)
+            if isinstance(frame, av.AudioFrame) and frame.time is not None:
+                end = max(end, frame.time + frame.samples / frame.sample_rate)
+            elif isinstance(frame, av.VideoFrame) and frame.time is not None:
+                end = max(end, frame.time)
         return end

@@ -5,8 +5,9 @@
 - ``data:`` URIs: decoded into the job's scratch folder.
 - other http(s) URLs: fetched with a size cap and a timeout. Hosts that resolve to loopback,
   private, link-local or otherwise non-public addresses are refused before any connection, and so
-  is every redirect hop that does, unless ``limits.fetch_allowed_hosts`` names them. (The address is checked at resolution time; a DNS answer that
-  changes between the check and the connect is not defended against.)
+  is every redirect hop that does, unless ``limits.fetch_allowed_hosts`` names them. (The address
+  is checked at resolution time; a DNS answer that changes between the check and the connect is
+  not defended against.)
 
 Every failure is a 422 that names the input field.
 """
@@ -133,7 +134,7 @@ class UrlResolver:
             raise InputError(field, f"Could not fetch {_short(url)}: host {host!r} does not resolve",
                              "url_unreachable") from None
         for info in infos:
-            address = ipaddress.ip_address(info[4][0].split("%")[0])
+            address = ipaddress.ip_address(str(info[4][0]).split("%")[0])
             if not address.is_global or address.is_multicast:
                 raise InputError(
                     field,

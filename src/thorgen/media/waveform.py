@@ -21,7 +21,7 @@ def waveform(path: Path, points_per_second: float = 4.0, precision: int = 2,
     # transients (consonants, drum hits) visible.
     edges = np.linspace(0, samples.shape[1], points + 1).astype(int)
     mono = np.abs(samples[0])
-    peaks = np.array([mono[a:b].max() if b > a else 0.0 for a, b in zip(edges[:-1], edges[1:])])
+    peaks = np.array([mono[a:b].max() if b > a else 0.0 for a, b in zip(edges[:-1], edges[1:], strict=True)])
     if smoothing_window > 1 and points >= smoothing_window:
         kernel = np.ones(smoothing_window) / smoothing_window
         peaks = np.convolve(np.pad(peaks, smoothing_window // 2, mode="edge"), kernel, mode="valid")
