@@ -111,7 +111,8 @@ def announce(config: Config, service: JobService) -> None:
     log.info("thorgen %s: %d endpoints ready: %s", __version__, len(available), ", ".join(available))
     statuses = all_model_status(config)
     if not statuses:
-        log.warning("no models configured: only the ffmpeg-api utilities are served")
+        log.warning("no models configured: only the ffmpeg-api utilities are served; the image, "
+                    "video, music and speech families are not part of this build yet")
     for status in statuses:
         if status.installed:
             log.info("model %s (%s): installed at %s", status.name, status.family, status.path)
