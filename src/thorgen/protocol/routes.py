@@ -10,7 +10,7 @@ from starlette.responses import FileResponse
 from thorgen.config import Config
 from thorgen.errors import FalError
 from thorgen.jobs.service import JobService
-from thorgen.media.store import content_type_of, extension_for
+from thorgen.media.store import content_type_of
 from thorgen.protocol.auth import Auth
 from thorgen.protocol.call import FalCall, Service, from_prefix, from_target_url
 from thorgen.protocol.queue import QueueApi
@@ -34,8 +34,8 @@ def build_routes(config: Config, service: JobService, auth: Auth) -> list[Any]:
         return f"{request.url.scheme}://{host}"
 
     async def dispatch(call: FalCall, request: Request[Any, Any, Any]) -> Response[Any]:
-        if call.service == "cdn":
-            return await cdn_upload(call, request)
+        if call.service == "cdn":  # authorised by the upload token instead of the API key
+            return await storage.handle_cdn(call, request)
         auth.check_header(request.headers.get("authorization"))
         body = await request.body() if request.method in ("POST", "PUT", "PATCH") else b""
         if call.service == "queue":
@@ -43,20 +43,6 @@ def build_routes(config: Config, service: JobService, auth: Auth) -> list[Any]:
         if call.service == "run":
             return await queue.run(call, request, body)
         return storage.handle_rest(call, request.method, body)
-
-    async def cdn_upload(call: FalCall, request: Request[Any, Any, Any]) -> Response[Any]:
-        """Python fal-client's v3 upload: raw bytes in, {access_url} out."""
-        storage.check_token(request.headers.get("authorization"))
-        if request.method != "POST" or call.path not in ("files/upload", "files/upload/multipart"):
-            raise FalError(f"No such CDN call: {request.method} {call.path[:100]!r}", status=404,
-                           error_type="not_found")
-        name = request.headers.get("x-fal-file-name")
-        key = service.media.new_key(extension_for(request.headers.get("content-type"), name))
-        access_url = service.media.url(key, call.base_url)
-        if call.path.endswith("multipart"):
-            return json_response({"access_url": access_url, "uploadId": auth.sign(key)})
-        await storage.put_file(key, request)
-        return json_response({"access_url": access_url})
 
     # -- fal's services --------------------------------------------------------------------
 

@@ -77,6 +77,22 @@ class StorageApi:
             "expires_at": stamp,
         })
 
+    # -- CDN side (Python fal-client's v3 upload; prefix /cdn or the proxy) --------------------
+
+    async def handle_cdn(self, call: FalCall, request: Request[Any, Any, Any]) -> Response[bytes]:
+        """Raw bytes in, ``{access_url}`` out; ``…/multipart`` starts a multipart upload instead."""
+        self.check_token(request.headers.get("authorization"))
+        if request.method != "POST" or call.path not in ("files/upload", "files/upload/multipart"):
+            raise FalError(f"No such CDN call: {request.method} {call.path[:100]!r}", status=404,
+                           error_type="not_found")
+        name = request.headers.get("x-fal-file-name")
+        key = self.media.new_key(extension_for(request.headers.get("content-type"), name))
+        access_url = self.media.url(key, call.base_url)
+        if call.path.endswith("multipart"):
+            return json_response({"access_url": access_url, "uploadId": self.auth.sign(key)})
+        await self.put_file(key, request)
+        return json_response({"access_url": access_url})
+
     def check_token(self, authorization: str | None) -> None:
         if not self.auth.enabled:
             return
