@@ -75,31 +75,25 @@ def build_routes(config: Config, service: JobService, auth: Auth) -> list[Any]:
     async def upload_part(request: Request[Any, Any, Any], key: str, number: int,
                           token: str | None = None) -> Response[bytes]:
         auth.check_signature(key, token)
-        etag = await storage.put_part(key, number, request)
-        response = json_response({"partNumber": number, "etag": etag})
-        response.headers["etag"] = etag
-        return response
+        return await storage.put_part(key, number, request)
 
     @post("/uploads/{key:str}/multipart/complete", status_code=200)
     async def upload_complete(request: Request[Any, Any, Any], key: str,
                               token: str | None = None) -> Response[bytes]:
         auth.check_signature(key, token)
-        storage.complete(key)
+        await storage.complete(key)
         return json_response({"file_url": service.media.url(key, base_url(request))})
 
     @put("/files/{key:str}/multipart/{upload_id:str}/{number:int}", request_max_body_size=upload_limit,
          status_code=200)
     async def cdn_part(request: Request[Any, Any, Any], key: str, upload_id: str, number: int) -> Response[bytes]:
         auth.check_signature(key, upload_id)
-        etag = await storage.put_part(key, number, request)
-        response = json_response({"partNumber": number, "etag": etag})
-        response.headers["etag"] = etag
-        return response
+        return await storage.put_part(key, number, request)
 
     @post("/files/{key:str}/multipart/{upload_id:str}/complete", status_code=200)
     async def cdn_complete(request: Request[Any, Any, Any], key: str, upload_id: str) -> Response[bytes]:
         auth.check_signature(key, upload_id)
-        storage.complete(key)
+        await storage.complete(key)
         return json_response({"access_url": service.media.url(key, base_url(request))})
 
     # -- file downloads: Starlette's FileResponse answers Range (206), HEAD and ETag -------

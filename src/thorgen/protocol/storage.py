@@ -12,6 +12,7 @@ Upload URLs and tokens carry a signature, so they work without an Authorization 
 
 from __future__ import annotations
 
+import asyncio
 import datetime as dt
 import hashlib
 import os
@@ -116,17 +117,22 @@ class StorageApi:
         os.replace(partial, target)
         return target
 
-    async def put_part(self, key: str, number: int, request: Request[Any, Any, Any]) -> str:
+    async def put_part(self, key: str, number: int, request: Request[Any, Any, Any]) -> Response[bytes]:
+        """One part of a multipart upload; both clients read its ETag (JS from the body)."""
         if not 1 <= number <= MAX_PARTS:
             raise InputError("partNumber", f"Part numbers run from 1 to {MAX_PARTS}", "value_error", where="path")
         folder = self._parts(key)
         folder.mkdir(parents=True, exist_ok=True)
-        path = folder / f"{number:05d}"
-        digest = await self._receive(request, path, self.max_upload_bytes)
-        return digest
+        etag = await self._receive(request, folder / f"{number:05d}", self.max_upload_bytes)
+        response = json_response({"partNumber": number, "etag": etag})
+        response.headers["etag"] = etag
+        return response
 
-    def complete(self, key: str) -> Path:
-        """Join the uploaded parts in order into the stored file."""
+    async def complete(self, key: str) -> Path:
+        """Join the uploaded parts in order into the stored file (off the event loop: it copies)."""
+        return await asyncio.to_thread(self._join_parts, key)
+
+    def _join_parts(self, key: str) -> Path:
         folder = self._parts(key)
         parts = sorted(folder.glob("[0-9]*")) if folder.is_dir() else []
         if not parts:
