@@ -15,6 +15,20 @@ if TYPE_CHECKING:
     from thorgen.jobs.context import JobContext
 
 
+class File(msgspec.Struct):
+    """fal's File object, the shape every family returns media in."""
+
+    url: str
+    content_type: str
+    file_name: str
+    file_size: int
+
+
+class Image(File, omit_defaults=True):
+    width: int | msgspec.UnsetType = msgspec.UNSET
+    height: int | msgspec.UnsetType = msgspec.UNSET
+
+
 @dataclass(frozen=True)
 class Endpoint:
     id: str

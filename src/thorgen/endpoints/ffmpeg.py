@@ -11,7 +11,7 @@ from typing import Annotated, Literal
 import msgspec
 from msgspec import UNSET, Meta, Struct, UnsetType
 
-from thorgen.endpoints.base import Endpoint
+from thorgen.endpoints.base import Endpoint, File, Image
 from thorgen.errors import InputError
 from thorgen.jobs.context import JobContext
 from thorgen.media.compose import Clip, compose
@@ -29,15 +29,6 @@ class Resolution(Struct):
     aspect_ratio: str
     width: int
     height: int
-
-
-class Image(Struct, omit_defaults=True):
-    url: str
-    content_type: str
-    file_name: str
-    file_size: int
-    width: int | UnsetType = UNSET
-    height: int | UnsetType = UNSET
 
 
 # -- fal-ai/ffmpeg-api/metadata -------------------------------------------------------------------
@@ -63,11 +54,7 @@ class AudioTrack(Struct):
     bitrate: int | None
 
 
-class VideoMedia(Struct, tag_field="media_type", tag="video", omit_defaults=True):
-    url: str
-    content_type: str
-    file_name: str
-    file_size: int
+class VideoMedia(File, tag_field="media_type", tag="video", omit_defaults=True):
     duration: float
     bitrate: int | None
     codec: str
@@ -82,11 +69,7 @@ class VideoMedia(Struct, tag_field="media_type", tag="video", omit_defaults=True
     end_frame_url: str | UnsetType = UNSET
 
 
-class AudioMedia(Struct, tag_field="media_type", tag="audio"):
-    url: str
-    content_type: str
-    file_name: str
-    file_size: int
+class AudioMedia(File, tag_field="media_type", tag="audio"):
     duration: float
     bitrate: int | None
     codec: str
@@ -95,12 +78,8 @@ class AudioMedia(Struct, tag_field="media_type", tag="audio"):
     sample_rate: int
 
 
-class ImageMedia(Struct, tag_field="media_type", tag="image", omit_defaults=True):
+class ImageMedia(File, tag_field="media_type", tag="image", omit_defaults=True):
     # No duration on purpose: the editor would make a zero-length timeline clip of it.
-    url: str
-    content_type: str
-    file_name: str
-    file_size: int
     resolution: Resolution
     codec: str | UnsetType = UNSET
     container: str | UnsetType = UNSET
