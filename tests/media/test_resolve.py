@@ -97,7 +97,8 @@ def test_data_uris_and_own_urls(tmp_path, origin):
     plain = UrlResolver(store, Config())
     assert plain.resolve("data:audio/wav;base64,UklGRg==", "x", scratch=tmp_path).read_bytes() == b"RIFF"
     assert plain.resolve("data:text/plain,a%20b", "x", scratch=tmp_path).read_bytes() == b"a b"
-    key = store.put_bytes(b"stored", "png")
+    key = store.new_key("png")
+    store.path(key).write_bytes(b"stored")
     own = plain.resolve(f"http://localhost:10000/files/{key}", "image_url", scratch=tmp_path)
     assert own == store.path(key)
     submitted_via = plain.resolve(f"http://thor.lan:10000/files/{key}", "image_url", scratch=tmp_path,

@@ -114,6 +114,7 @@ class JobService:
             else:
                 self.lanes[job.lane].put(job.id, job.priority, job.seq)
         _remove_tree_contents(self.scratch_root)
+        self.media.remove_partials()
 
     # -- client side -------------------------------------------------------------------------
 

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import mimetypes
 import re
-import shutil
 import uuid
 from pathlib import Path
 from typing import Any
@@ -72,15 +71,12 @@ class MediaStore:
     def url(key: str, base: str) -> str:
         return f"{base.rstrip('/')}/files/{key}"
 
-    def put_file(self, source: Path, ext: str) -> str:
-        key = self.new_key(ext)
-        shutil.copyfile(source, self.path(key))
-        return key
-
-    def put_bytes(self, data: bytes, ext: str) -> str:
-        key = self.new_key(ext)
-        self.path(key).write_bytes(data)
-        return key
+    def remove_partials(self) -> int:
+        """Drop half-written uploads a killed process left behind (they were never served)."""
+        partials = list(self.root.glob("*.part"))
+        for path in partials:
+            path.unlink(missing_ok=True)
+        return len(partials)
 
     def describe(self, key: str, base: str, file_name: str | None = None) -> dict[str, Any]:
         """fal's File object for a stored file."""
