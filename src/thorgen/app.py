@@ -47,6 +47,13 @@ def build_app(config: Config, service: JobService | None = None) -> Litestar:
             service.feed.attach_loop(None)
             service.stop()
 
+    @get("/", sync_to_thread=False)
+    def index() -> dict[str, Any]:
+        """Someone opened http://localhost:10000 in a browser: say what this is and where to look."""
+        return {"server": "thorgen", "version": __version__, "info": "/info", "endpoints": "/endpoints",
+                "openapi": "/openapi.json", "health": "/health", "metrics": "/metrics",
+                "fal_proxy": "/api/fal/proxy"}
+
     @get("/health", sync_to_thread=False)
     def health() -> dict[str, Any]:
         return {"status": "ok"}
@@ -74,7 +81,7 @@ def build_app(config: Config, service: JobService | None = None) -> Litestar:
         return generate_latest(service.metrics.registry)
 
     return Litestar(
-        route_handlers=[health, ready, info, endpoints, openapi, metrics,
+        route_handlers=[index, health, ready, info, endpoints, openapi, metrics,
                         *build_routes(config, service, auth)],
         lifespan=[lifespan],
         cors_config=CORSConfig(allow_origins=config.server.cors_origins, allow_methods=["*"],

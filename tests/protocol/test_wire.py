@@ -182,6 +182,7 @@ def test_endpoints_info_openapi_and_metrics(server):
     ids = {row["id"]: row for row in listing}
     for endpoint in ("metadata", "waveform", "extract-frame", "compose"):
         assert ids[f"fal-ai/ffmpeg-api/{endpoint}"]["available"] is True
+    assert httpx.get(f"{server.base_url}/").json()["info"] == "/info"
     info = httpx.get(f"{server.base_url}/info").json()
     assert info["server"] == "thorgen" and info["local"] is True and "utility" in info["lanes"]
     spec = httpx.get(f"{server.base_url}/openapi.json").json()
