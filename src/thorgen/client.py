@@ -6,7 +6,6 @@ belongs to one process at a time: point a script at its own ``data_dir`` while a
 
 from __future__ import annotations
 
-import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -14,7 +13,7 @@ from typing import Any
 from thorgen.config import Config, default_config_path, load_config
 from thorgen.endpoints.registry import Registry
 from thorgen.errors import FalError
-from thorgen.jobs.record import Job, JobState
+from thorgen.jobs.record import Job, JobState, Priority
 from thorgen.jobs.service import CancelOutcome, JobService
 
 
@@ -69,8 +68,6 @@ class Client:
 
     def submit(self, application: str, arguments: dict[str, Any], *, priority: str = "normal",
                webhook_url: str | None = None) -> RequestHandle:
-        from thorgen.jobs.record import Priority
-
         job = self.service.submit(application, arguments, priority=Priority(priority), webhook_url=webhook_url)
         return RequestHandle(job.id, self)
 
@@ -115,8 +112,7 @@ class Client:
         return self._wait_result(handle.request_id)
 
     def _wait_result(self, request_id: str) -> dict[str, Any]:
-        while (job := self.service.wait(request_id, timeout=1.0)) and job.state is not JobState.COMPLETED:
-            time.sleep(0)
+        self.service.wait(request_id)  # blocks until COMPLETED
         return _output(self._job(request_id))
 
     def _job(self, request_id: str) -> Job:
