@@ -15,8 +15,17 @@ from server_process import ServerProcess  # noqa: E402
 
 
 @pytest.fixture(scope="session")
-def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServerProcess]:
-    process = ServerProcess(tmp_path_factory.mktemp("thorgen") / "data").start()
+def models_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """Where the session's server writes its tiny random models (``models_dir/tiny/NAME``)."""
+    return tmp_path_factory.mktemp("models")
+
+
+@pytest.fixture(scope="session")
+def server(tmp_path_factory: pytest.TempPathFactory, models_dir: Path) -> Iterator[ServerProcess]:
+    """One real server for the session, serving tiny random-weight models on the CPU."""
+    process = ServerProcess(tmp_path_factory.mktemp("thorgen") / "data",
+                            args=["--tiny", "--models-dir", str(models_dir)]).start()
+    process.wait_ready()
     yield process
     process.stop()
 

@@ -16,11 +16,13 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from thorgen import __version__
 from thorgen.config import Config
+from thorgen.endpoints.flux import SAFETY_NOTE
 from thorgen.endpoints.registry import Registry
 from thorgen.errors import FalError
 from thorgen.jobs.record import JobState
 from thorgen.jobs.service import JobService
 from thorgen.metrics import Metrics
+from thorgen.models.runtime import TINY_NOTE
 from thorgen.models.store import all_model_status
 from thorgen.protocol.auth import Auth
 from thorgen.protocol.responses import error_response, json_response
@@ -60,9 +62,9 @@ def build_app(config: Config, service: JobService | None = None) -> Litestar:
 
     @get("/ready", sync_to_thread=False)
     def ready() -> Response[bytes]:
-        # Nothing loads in the background yet (models arrive with the model runtime), so a
-        # started server is ready.
-        return json_response({"ready": True})
+        # Ready once the models marked preload are loaded (and, in tiny mode, written).
+        is_ready = service.runtime.ready.is_set()
+        return json_response({"ready": is_ready}, status=200 if is_ready else 503)
 
     @get("/info", sync_to_thread=False)
     def info() -> dict[str, Any]:
@@ -99,8 +101,9 @@ def describe(config: Config, service: JobService, auth: Auth) -> dict[str, Any]:
         "server": "thorgen",
         "local": True,
         "version": __version__,
-        "device": {"kind": "cpu", "name": platform.processor() or platform.machine(),
-                   "note": "the model runtime (GPU, memory budget) is not part of this build yet"},
+        "machine": platform.machine(),
+        "runtime": service.runtime.snapshot(),
+        "safety_checkers": {"flux": SAFETY_NOTE},
         "auth_required": auth.enabled,
         "lanes": {
             name: {"workers": lane.workers, "busy": lane.busy, "queued": lane.depth}
@@ -116,11 +119,10 @@ def announce(config: Config, service: JobService) -> None:
     """Say at start what works and what is missing, and how to get it."""
     available = [row["id"] for row in service.registry.listing() if row["available"]]
     log.info("thorgen %s: %d endpoints ready: %s", __version__, len(available), ", ".join(available))
-    statuses = all_model_status(config)
-    if not statuses:
-        log.warning("no models configured: only the ffmpeg-api utilities are served; the image, "
-                    "video, music and speech families are not part of this build yet")
-    for status in statuses:
+    if config.runtime.tiny:
+        log.warning(TINY_NOTE)
+        return
+    for status in all_model_status(config):
         if status.installed:
             log.info("model %s (%s): installed at %s", status.name, status.family, status.path)
         else:

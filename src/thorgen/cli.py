@@ -23,6 +23,18 @@ def main(argv: list[str] | None = None) -> int:
     serve.add_argument("--port", type=int)
     serve.add_argument("--data-dir", help="jobs database and stored files")
     serve.add_argument("--public-url", help="base of the absolute URLs thorgen hands out")
+    serve.add_argument("--tiny", action="store_true", default=None,
+                       help="serve tiny random-weight models on the CPU (outputs are noise; for trying the wiring)")
+    serve.add_argument("--models-dir", help="folder of model weights (default: storage.models_dir)")
+
+    models = commands.add_parser("models", help="list, download or build models")
+    models.add_argument("--models-dir", help="folder of model weights (default: storage.models_dir)")
+    model_commands = models.add_subparsers(dest="models_command", required=True)
+    model_commands.add_parser("list", help="every configured model: installed or not, size, licence")
+    pull = model_commands.add_parser("pull", help="download a model from the Hugging Face Hub (HF_TOKEN if gated)")
+    pull.add_argument("name")
+    tiny = model_commands.add_parser("tiny", help="write tiny random-weight models of every family, offline")
+    tiny.add_argument("--force", action="store_true", help="rewrite ones already there")
 
     run = commands.add_parser("run", help="run one job in-process and print its output JSON")
     run.add_argument("endpoint", help="endpoint id, e.g. fal-ai/ffmpeg-api/metadata")
@@ -38,13 +50,17 @@ def main(argv: list[str] | None = None) -> int:
         "server.port": getattr(args, "port", None),
         "storage.data_dir": getattr(args, "data_dir", None),
         "server.public_url": getattr(args, "public_url", None),
+        "storage.models_dir": getattr(args, "models_dir", None),
+        "runtime.tiny": getattr(args, "tiny", None),
     }
     try:
         config = load_config(args.config or default_config_path(), overrides=overrides)
     except ConfigError as exc:
         print(f"thorgen: bad configuration: {exc}", file=sys.stderr)
         return 2
-    return {"serve": _serve, "run": _run, "config": _config, "endpoints": _endpoints}[args.command](config, args)
+    commands_by_name = {"serve": _serve, "run": _run, "config": _config, "endpoints": _endpoints,
+                        "models": _models}
+    return commands_by_name[args.command](config, args)
 
 
 def _serve(config: Config, args: argparse.Namespace) -> int:
@@ -97,6 +113,66 @@ def _endpoints(config: Config, args: argparse.Namespace) -> int:
         state = "ready" if row["available"] else f"unavailable: {row['reason']}"
         print(f"{row['id']:45} {row['lane']:8} {state}")
     return 0
+
+
+def _models(config: Config, args: argparse.Namespace) -> int:
+    if args.models_command == "list":
+        return _models_list(config)
+    if args.models_command == "tiny":
+        from thorgen.models.runtime import write_missing_tiny
+
+        logging.basicConfig(level=logging.WARNING)
+        written = write_missing_tiny(config, force=args.force)
+        where = Path(config.storage.models_dir).expanduser().resolve() / "tiny"
+        print(f"wrote {len(written)} tiny model(s) to {where}: {', '.join(written) or 'all were there'}")
+        print("serve them with: thorgen serve --tiny")
+        return 0
+    from thorgen.models.pull import PullError, pull
+
+    try:
+        target = pull(config, args.name)
+    except PullError as exc:
+        print(f"thorgen: {exc}", file=sys.stderr)
+        return 1
+    print(f"{args.name} is installed in {target}")
+    return 0
+
+
+def _models_list(config: Config) -> int:
+    from thorgen.models.catalog import CATALOG
+    from thorgen.models.store import all_model_status, size_on_disk
+
+    loaded = _loaded_on_server(config)
+    print(f"{'model':16} {'family':8} {'installed':9} {'on disk':>9} {'loaded':6}  source / licence")
+    for status in all_model_status(config):
+        entry = CATALOG.get(status.name)
+        size = f"{size_on_disk(config, status.name) / 1024**3:.2f} GiB" if status.installed else "-"
+        if loaded is None:
+            in_memory = "?"
+        else:
+            in_memory = "yes" if status.name in loaded else "no"
+        source = config.model(status.name).source or "(tiny)"
+        licence = f" — {entry.licence}{', gated: needs HF_TOKEN' if entry.gated else ''}" if entry else ""
+        print(f"{status.name:16} {status.family:8} {'yes' if status.installed else 'NO':9} {size:>9} "
+              f"{in_memory:6}  {source}{licence}")
+        if not status.installed:
+            approx = f" (about {entry.approx_bytes / 1e9:.0f} GB)" if entry and not config.runtime.tiny else ""
+            print(f"{'':16} get it with: {status.install_hint}{approx}")
+    if loaded is None:
+        print("(loaded: ? — no thorgen server answers on the configured port)")
+    return 0
+
+
+def _loaded_on_server(config: Config) -> set[str] | None:
+    """Which models a running server holds now, from its /info; None when none answers."""
+    import httpx
+
+    host = "127.0.0.1" if config.server.host in ("0.0.0.0", "::") else config.server.host
+    try:
+        info = httpx.get(f"http://{host}:{config.server.port}/info", timeout=2).json()
+    except (httpx.HTTPError, ValueError):
+        return None
+    return {model["name"] for model in info.get("runtime", {}).get("loaded", [])}
 
 
 if __name__ == "__main__":

@@ -18,6 +18,8 @@ from typing import Any, Literal
 
 import msgspec
 
+from thorgen.models.catalog import default_models
+
 
 class ConfigError(Exception):
     """A configuration problem, with a message that names the offending key."""
@@ -62,15 +64,28 @@ class LimitsConfig(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
     webhook_timeout_s: float = 10.0
 
 
+class RuntimeConfig(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
+    # The most bytes of model weights thorgen keeps loaded at once. budget_bytes wins when set;
+    # otherwise budget_fraction of the memory models can use (see thorgen.models.memory: on a
+    # unified-memory device such as a Jetson it is system memory, MemAvailable plus what thorgen
+    # already holds; on a discrete GPU it is the GPU's total memory).
+    budget_bytes: int = 0
+    budget_fraction: float = 0.75
+    # Serve tiny random-weight models (written by `thorgen models tiny`) on the CPU in fp32: every
+    # endpoint works, and every output is noise. For trying the wiring and for tests.
+    tiny: bool = False
+
+
 class ModelConfig(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
     family: str
     path: str  # folder in diffusers save_pretrained layout (or a .nemo file), relative to models_dir
     source: str = ""  # where `thorgen models pull` gets it, e.g. a Hugging Face repo id
-    pipeline: str = ""
+    revision: str = ""  # a branch or commit of source; empty: its default branch
+    pipeline: str = ""  # the concrete pipeline class that loads it, e.g. FluxPipeline
     dtype: Literal["float32", "float16", "bfloat16"] = "bfloat16"
-    device: str = "cuda"
-    pinned: bool = False
-    preload: bool = False
+    device: str = "auto"  # auto: cuda when torch sees a GPU, else cpu
+    pinned: bool = False  # never evicted once loaded
+    preload: bool = False  # loaded in the background at start; /ready waits for it
 
 
 class Config(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
@@ -78,16 +93,33 @@ class Config(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
     storage: StorageConfig = msgspec.field(default_factory=StorageConfig)
     lanes: LanesConfig = msgspec.field(default_factory=LanesConfig)
     limits: LimitsConfig = msgspec.field(default_factory=LimitsConfig)
+    runtime: RuntimeConfig = msgspec.field(default_factory=RuntimeConfig)
     models: dict[str, ModelConfig] = msgspec.field(default_factory=dict)
     # Extra endpoint ids answered by another endpoint: {"fal-ai/my-id": "fal-ai/ffmpeg-api/metadata"}.
     aliases: dict[str, str] = msgspec.field(default_factory=dict)
+    # Which model an endpoint runs, where it is not the endpoint's own default:
+    # {"fal-ai/flux/dev" = "flux-schnell"}.
+    endpoint_models: dict[str, str] = msgspec.field(default_factory=dict)
 
     @property
     def data_dir(self) -> Path:
         return Path(self.storage.data_dir).expanduser().resolve()
 
+    @property
+    def models_dir(self) -> Path:
+        """Where weights live; with runtime.tiny, the tiny random models in its ``tiny`` folder."""
+        root = Path(self.storage.models_dir).expanduser()
+        return (root / "tiny" if self.runtime.tiny else root).resolve()
+
+    def model(self, name: str) -> ModelConfig:
+        """A model's settings as they apply now: tiny models always run on the CPU in fp32."""
+        model = self.models[name]
+        if self.runtime.tiny:
+            return msgspec.structs.replace(model, path=name, device="cpu", dtype="float32", source="")
+        return model
+
     def model_path(self, name: str) -> Path:
-        return (Path(self.storage.models_dir).expanduser() / self.models[name].path).resolve()
+        return (self.models_dir / self.model(name).path).resolve()
 
 
 ENV_PREFIX = "THORGEN_"
@@ -113,6 +145,12 @@ def load_config(
     sources: dict[str, str] = {}  # dotted key -> the env var or flag that set it, for error messages
     if path is not None:
         raw = _read_toml(path)
+    # Known models are defaults: a [models.NAME] table changes only the keys it names.
+    models = default_models()
+    for name, table in (raw.get("models") or {}).items():
+        models[name] = {**models.get(name, {}), **table} if isinstance(table, dict) else table
+    raw["models"] = models
+    if path is not None:
         for section, key in _NOT_FROM_FILE:
             if raw.get(section, {}).get(key):
                 raise ConfigError(
@@ -199,6 +237,13 @@ def _check(config: Config) -> None:
             problems.append(f"limits.{key}: must be positive")
     if config.storage.max_upload_bytes <= 0:
         problems.append("storage.max_upload_bytes: must be positive")
+    if not 0 < config.runtime.budget_fraction <= 1:
+        problems.append("runtime.budget_fraction: must be in (0, 1]")
+    if config.runtime.budget_bytes < 0:
+        problems.append("runtime.budget_bytes: must not be negative (0: use budget_fraction)")
+    for endpoint_id, name in config.endpoint_models.items():
+        if name not in config.models:
+            problems.append(f"endpoint_models.{endpoint_id}: no [models.{name}] table")
     for alias, target in config.aliases.items():
         if alias.count("/") < 1 or target.count("/") < 1:
             problems.append(f"aliases.{alias}: endpoint ids look like owner/alias[/path]")

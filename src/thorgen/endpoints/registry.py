@@ -8,12 +8,12 @@ from typing import Any
 import msgspec
 
 from thorgen.config import Config
-from thorgen.endpoints import ffmpeg
+from thorgen.endpoints import ffmpeg, flux
 from thorgen.endpoints.base import Endpoint
 from thorgen.errors import FalError
 from thorgen.models.store import model_status
 
-FAMILIES = [ffmpeg]
+FAMILIES = [ffmpeg, flux]
 
 
 class Registry:
@@ -21,7 +21,10 @@ class Registry:
         self.config = config
         chosen = endpoints if endpoints is not None else (e for f in FAMILIES for e in f.ENDPOINTS)
         self._by_id = {endpoint.id: endpoint for endpoint in chosen}
-        self.aliases = dict(config.aliases)
+        # Families' own aliases (the editor's ids a family answers) first; config.toml's win.
+        self.aliases = {alias: target for f in FAMILIES for alias, target in getattr(f, "ALIASES", {}).items()
+                        if target in self._by_id}
+        self.aliases.update(config.aliases)
         for alias, target in self.aliases.items():
             if target not in self._by_id:
                 raise ValueError(f"aliases.{alias}: target {target!r} is not an endpoint thorgen has")
@@ -46,14 +49,19 @@ class Registry:
             raise FalError(reason, status=424, error_type="model_not_installed")
         return endpoint
 
+    def model_for(self, endpoint: Endpoint) -> str | None:
+        """The [models.NAME] an endpoint runs: config's endpoint_models, else the endpoint's default."""
+        return self.config.endpoint_models.get(endpoint.id, endpoint.model)
+
     def unavailable_reason(self, endpoint: Endpoint) -> str | None:
-        if endpoint.model is None:
+        name = self.model_for(endpoint)
+        if name is None:
             return None
-        status = model_status(self.config, endpoint.model)
+        status = model_status(self.config, name)
         if status.installed:
             return None
         return (
-            f"Endpoint '{endpoint.id}' needs the model '{endpoint.model}', which is not installed "
+            f"Endpoint '{endpoint.id}' needs the model '{name}', which is not installed "
             f"(looked in {status.path or 'config.toml'}). Install it with: {status.install_hint}"
         )
 
@@ -68,7 +76,7 @@ class Registry:
                 "alias_of": self.aliases.get(endpoint_id),
                 "summary": endpoint.summary,
                 "lane": endpoint.lane,
-                "model": endpoint.model,
+                "model": self.model_for(endpoint),
                 "available": reason is None,
                 "reason": reason,
             })

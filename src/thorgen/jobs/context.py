@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import shutil
 import time
+from contextlib import AbstractContextManager
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -12,14 +13,23 @@ from thorgen.jobs.record import Job, LogEntry
 
 if TYPE_CHECKING:
     from thorgen.jobs.service import JobService
+    from thorgen.models.swapper import Lease
 
 
 class JobContext:
-    def __init__(self, job: Job, service: JobService):
+    def __init__(self, job: Job, service: JobService, model: str | None = None):
         self.job = job
         self.request_id = job.id
+        self.model = model  # the [models.NAME] this job's endpoint runs
         self._service = service
         self._scratch: Path | None = None
+
+    def lease(self, name: str | None = None) -> AbstractContextManager[Lease]:
+        """Borrow a loaded model (this endpoint's own by default) for the length of a ``with`` block."""
+        name = name or self.model
+        if name is None:
+            raise RuntimeError(f"{self.job.endpoint_id} has no model to lease")
+        return self._service.runtime.lease(name)
 
     def log(self, message: str, level: str = "INFO") -> None:
         self._service.append_log(self.job.id, LogEntry(message, level, time.time()))

@@ -24,6 +24,7 @@ import httpx
 import msgspec
 
 from thorgen.config import Config
+from thorgen.endpoints.base import Endpoint
 from thorgen.endpoints.registry import Registry
 from thorgen.errors import Cancelled, FalError, disk_full
 from thorgen.jobs.context import JobContext
@@ -34,6 +35,8 @@ from thorgen.jobs.store import JobStore
 from thorgen.media.resolve import UrlResolver
 from thorgen.media.store import MediaStore
 from thorgen.metrics import Metrics
+from thorgen.models.memory import is_out_of_memory
+from thorgen.models.runtime import ModelRuntime
 
 log = logging.getLogger("thorgen.jobs")
 
@@ -55,6 +58,8 @@ class JobService:
         self.scratch_root = data_dir / "tmp"
         self.resolver = UrlResolver(self.media, config)
         self.feed = ChangeFeed()
+        self.runtime = ModelRuntime(config)
+        self.metrics.watch_models(self.runtime)
         self.lanes = {
             "gpu": Lane("gpu", 1, self._execute),
             "utility": Lane("utility", config.lanes.utility_workers, self._execute),
@@ -73,6 +78,7 @@ class JobService:
         self.recover()
         for lane in self.lanes.values():
             lane.start()
+        self.runtime.start()
 
     def stop(self) -> None:
         for lane in self.lanes.values():
@@ -129,6 +135,9 @@ class JobService:
     ) -> Job:
         endpoint = self.registry.require(endpoint_id)
         endpoint.decode_input(raw_input)
+        model = self.registry.model_for(endpoint)
+        if model is not None:
+            self.runtime.check(model)  # a model that can never fit is refused now, not after a wait
         job = Job(
             id=str(uuid.uuid4()),
             endpoint_id=endpoint_id.strip("/"),
@@ -200,14 +209,14 @@ class JobService:
         job = self.store.get(job_id)
         assert job is not None
         self.feed.publish(job_id)
-        context = JobContext(job, self)
+        endpoint = self.registry.find(job.endpoint_id)
+        context = JobContext(job, self, self.registry.model_for(endpoint) if endpoint else None)
         try:
-            endpoint = self.registry.find(job.endpoint_id)
             if endpoint is None:
                 raise FalError(f"Endpoint '{job.endpoint_id}' is no longer served", status=404,
                                error_type="endpoint_not_found")
             context.log(f"running {job.endpoint_id} on the {job.lane} lane")
-            output = endpoint.run(context, endpoint.decode_input(job.input))
+            output = self._run(endpoint, context)
             self._finish(job, output=msgspec.to_builtins(output), outcome="ok")
         except Cancelled as exc:
             self._finish(job, error=exc.detail, error_type=exc.error_type, status=exc.status,
@@ -227,6 +236,30 @@ class JobService:
                              status=500, outcome="error")
         finally:
             context.cleanup()
+
+    def _run(self, endpoint: Endpoint, context: JobContext) -> msgspec.Struct:
+        """Run an endpoint; on running out of memory, unload every other model and try once more."""
+        try:
+            return endpoint.run(context, endpoint.decode_input(context.job.input))
+        except Exception as exc:
+            if not is_out_of_memory(exc):
+                raise
+            first = f"{type(exc).__name__}: {str(exc)[:300]}"
+        # Outside the except block the failed attempt's frames, and the tensors they held, are gone.
+        freed = self.runtime.after_out_of_memory(keep=context.model)
+        context.log(f"out of memory ({first}); unloaded the other models ({freed / 1024**3:.2f} GiB) "
+                    "and trying once more", "WARNING")
+        try:
+            return endpoint.run(context, endpoint.decode_input(context.job.input))
+        except Exception as exc:
+            if not is_out_of_memory(exc):
+                raise
+            second = f"{type(exc).__name__}: {str(exc)[:300]}"
+        self.runtime.after_out_of_memory(keep=None)
+        raise FalError(
+            f"Out of memory running {endpoint.id}, even after unloading every other model ({second}). "
+            "Ask for less (a smaller size, fewer images or frames) or lower runtime.budget_fraction "
+            "so more memory is left for the work itself.", status=507, error_type="out_of_memory")
 
     def _finish(
         self,

@@ -1,10 +1,11 @@
-"""Which configured models are on disk. Loading them (and torch) lives elsewhere."""
+"""Which configured models are on disk, and how big they are. Loading them (and torch) lives elsewhere."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 
 from thorgen.config import Config
+from thorgen.models.memory import disk_bytes
 
 
 @dataclass(frozen=True)
@@ -21,14 +22,19 @@ def model_status(config: Config, name: str) -> ModelStatus:
         return ModelStatus(name, "?", False, "", f"add [models.{name}] to config.toml")
     path = config.model_path(name)
     installed = path.is_file() or (path.is_dir() and any(path.iterdir()))
+    hint = "thorgen models tiny" if config.runtime.tiny else f"thorgen models pull {name}"
     return ModelStatus(
         name=name,
-        family=config.models[name].family,
+        family=config.model(name).family,
         installed=installed,
         path=str(path),
-        install_hint=f"thorgen models pull {name}",
+        install_hint=hint,
     )
 
 
 def all_model_status(config: Config) -> list[ModelStatus]:
     return [model_status(config, name) for name in sorted(config.models)]
+
+
+def size_on_disk(config: Config, name: str) -> int:
+    return disk_bytes(config.model_path(name))

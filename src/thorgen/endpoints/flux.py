@@ -1,0 +1,237 @@
+"""Flux image generation: fal's flux/dev, flux/schnell and flux/dev/image-to-image.
+
+One loaded FluxPipeline serves both text-to-image and image-to-image: the image-to-image pipeline is
+made with diffusers' ``from_pipe`` over the same modules, so it costs no memory. The editor's other
+image ids (flux-pro ultra, Stable Diffusion 3.5 Large) are aliases of flux/dev (``ALIASES``), changed
+in config.toml's ``[aliases]`` like any other.
+
+Safety: diffusers' Flux pipelines have no safety checker and thorgen adds none, so
+``has_nsfw_concepts`` is always false and ``enable_safety_checker`` is accepted and ignored. /info and
+the README say so.
+"""
+
+from __future__ import annotations
+
+import base64
+import io
+import math
+import secrets
+import time
+from typing import Annotated, Any, Literal
+
+from msgspec import Meta, Struct
+
+from thorgen.endpoints.base import Endpoint, Image
+from thorgen.errors import InputError
+from thorgen.jobs.context import JobContext
+
+SAFETY_NOTE = "no safety checker runs for Flux (diffusers' Flux has none): has_nsfw_concepts is always false"
+
+# fal's image_size presets (width, height), plus the editor's "square_1_1" (starter-kit.md §2.1).
+PRESETS = {
+    "square_hd": (1024, 1024), "square": (512, 512), "square_1_1": (1024, 1024),
+    "portrait_4_3": (768, 1024), "portrait_16_9": (576, 1024),
+    "landscape_4_3": (1024, 768), "landscape_16_9": (1024, 576),
+}
+# aspect_ratio (flux-pro ultra's field) when no image_size is given: about one megapixel.
+ASPECT_RATIOS = ("21:9", "16:9", "4:3", "3:2", "1:1", "2:3", "3:4", "9:16", "9:21")
+MIN_SIDE, MAX_SIDE = 64, 2048
+Seed = Annotated[int, Meta(ge=0, le=2**63 - 1)]
+
+
+class ImageSize(Struct):
+    width: int = 512
+    height: int = 512
+
+
+class FluxInput(Struct, kw_only=True):
+    prompt: Annotated[str, Meta(min_length=1, max_length=10_000)]
+    image_size: str | ImageSize | None = None
+    aspect_ratio: str | None = None
+    num_inference_steps: Annotated[int, Meta(ge=1, le=50)] = 28
+    seed: Seed | None = None
+    guidance_scale: Annotated[float, Meta(ge=0, le=20)] = 3.5
+    sync_mode: bool = False
+    num_images: Annotated[int, Meta(ge=1, le=4)] = 1
+    enable_safety_checker: bool = True
+    output_format: Literal["jpeg", "png"] = "jpeg"
+    acceleration: Literal["none", "regular", "high"] = "none"
+
+
+class SchnellInput(FluxInput, kw_only=True):
+    num_inference_steps: Annotated[int, Meta(ge=1, le=12)] = 4
+
+
+class ImageToImageInput(Struct, kw_only=True):
+    image_url: str
+    prompt: Annotated[str, Meta(min_length=1, max_length=10_000)]
+    strength: Annotated[float, Meta(ge=0.01, le=1.0)] = 0.95
+    num_inference_steps: Annotated[int, Meta(ge=1, le=50)] = 40
+    seed: Seed | None = None
+    guidance_scale: Annotated[float, Meta(ge=0, le=20)] = 3.5
+    sync_mode: bool = False
+    num_images: Annotated[int, Meta(ge=1, le=4)] = 1
+    enable_safety_checker: bool = True
+    output_format: Literal["jpeg", "png"] = "jpeg"
+    acceleration: Literal["none", "regular", "high"] = "none"
+
+
+class Timings(Struct):
+    inference: float
+
+
+class FluxOutput(Struct):
+    images: list[Image]
+    timings: Timings
+    seed: int
+    has_nsfw_concepts: list[bool]
+    prompt: str
+
+
+# -- sizes ------------------------------------------------------------------------------------
+
+def output_size(image_size: str | ImageSize | None, aspect_ratio: str | None) -> tuple[int, int]:
+    """(width, height) from image_size, else aspect_ratio, else fal's default landscape_4_3."""
+    if isinstance(image_size, str):
+        if image_size not in PRESETS:
+            raise InputError("image_size", f"Unknown image_size preset '{image_size}'; use one of "
+                             f"{', '.join(PRESETS)} or {{width, height}}", "enum")
+        return PRESETS[image_size]
+    if isinstance(image_size, ImageSize):
+        return _checked_side(image_size.width, ["image_size", "width"]), \
+            _checked_side(image_size.height, ["image_size", "height"])
+    if aspect_ratio is not None:
+        if aspect_ratio not in ASPECT_RATIOS:
+            raise InputError("aspect_ratio", f"aspect_ratio must be one of {', '.join(ASPECT_RATIOS)}", "enum")
+        across, down = (int(part) for part in aspect_ratio.split(":"))
+        width = math.sqrt(1024 * 1024 * across / down)
+        return _round16(width), _round16(width * down / across)
+    return PRESETS["landscape_4_3"]
+
+
+def _checked_side(value: int, loc: list[str | int]) -> int:
+    rounded = _round16(value)
+    if not MIN_SIDE <= rounded <= MAX_SIDE:
+        raise InputError(loc, f"must be between {MIN_SIDE} and {MAX_SIDE} pixels (rounded to a multiple "
+                         f"of 16), got {value}", "value_error")
+    return rounded
+
+
+def _round16(value: float) -> int:
+    return max(16, int(value / 16 + 0.5) * 16)  # half rounds up: 200 -> 208
+
+
+def fit_input_image(width: int, height: int) -> tuple[int, int]:
+    """Image-to-image keeps the input's shape: scaled into [64, 2048] per side, multiples of 16."""
+    scale = min(1.0, MAX_SIDE / max(width, height))
+    scale = max(scale, MIN_SIDE / min(width, height))
+    return (min(MAX_SIDE, max(MIN_SIDE, _round16(width * scale))),
+            min(MAX_SIDE, max(MIN_SIDE, _round16(height * scale))))
+
+
+# -- running ------------------------------------------------------------------------------------
+
+def text_to_image(ctx: JobContext, args: FluxInput) -> FluxOutput:
+    width, height = output_size(args.image_size, args.aspect_ratio)
+    seed = args.seed if args.seed is not None else secrets.randbelow(2**32)
+    with ctx.lease() as model:
+        pipe = model.pipeline
+        ctx.log(f"{width}x{height}, {args.num_inference_steps} steps, seed {seed}")
+        started = time.perf_counter()
+        images = pipe(
+            prompt=args.prompt, width=width, height=height, num_inference_steps=args.num_inference_steps,
+            guidance_scale=args.guidance_scale, num_images_per_prompt=args.num_images,
+            generator=_generator(seed), max_sequence_length=_max_sequence_length(pipe),
+            callback_on_step_end=_step_reporter(ctx, args.num_inference_steps),
+        ).images
+        inference = time.perf_counter() - started
+    return _output(ctx, images, args, seed, inference)
+
+
+def image_to_image(ctx: JobContext, args: ImageToImageInput) -> FluxOutput:
+    if int(args.num_inference_steps * args.strength) < 1:
+        raise InputError("strength", "strength × num_inference_steps must be at least 1 step")
+    from diffusers import FluxImg2ImgPipeline
+    from PIL import Image as PILImage
+
+    source_path = ctx.resolve(args.image_url, "image_url")
+    try:
+        with PILImage.open(source_path) as opened:
+            source = opened.convert("RGB")
+    except (OSError, ValueError):
+        raise InputError("image_url", "The file at image_url is not an image thorgen can read") from None
+    width, height = fit_input_image(*source.size)
+    source = source.resize((width, height))
+    seed = args.seed if args.seed is not None else secrets.randbelow(2**32)
+    steps = int(args.num_inference_steps * args.strength)
+    with ctx.lease() as model:
+        pipe = model.derived(FluxImg2ImgPipeline)
+        ctx.log(f"{width}x{height}, strength {args.strength}: {steps} of {args.num_inference_steps} steps, "
+                f"seed {seed}")
+        started = time.perf_counter()
+        images = pipe(
+            prompt=args.prompt, image=source, strength=args.strength, width=width, height=height,
+            num_inference_steps=args.num_inference_steps, guidance_scale=args.guidance_scale,
+            num_images_per_prompt=args.num_images, generator=_generator(seed),
+            max_sequence_length=_max_sequence_length(pipe), callback_on_step_end=_step_reporter(ctx, steps),
+        ).images
+        inference = time.perf_counter() - started
+    return _output(ctx, images, args, seed, inference)
+
+
+def _generator(seed: int) -> Any:
+    import torch
+
+    # A CPU generator makes the same seed give the same image on the CPU and on a GPU.
+    return torch.Generator(device="cpu").manual_seed(seed)
+
+
+def _max_sequence_length(pipe: Any) -> int:
+    """Flux takes 512 T5 tokens; a tokenizer that holds fewer (the tiny one) sets the limit."""
+    return int(min(512, getattr(pipe.tokenizer_2, "model_max_length", 512)))
+
+
+def _step_reporter(ctx: JobContext, total: int) -> Any:
+    def on_step_end(pipe: Any, step: int, timestep: Any, tensors: dict[str, Any]) -> dict[str, Any]:
+        ctx.step(step + 1, getattr(pipe, "num_timesteps", None) or total, "denoising step")
+        return tensors
+
+    return on_step_end
+
+
+def _output(ctx: JobContext, images: list[Any], args: FluxInput | ImageToImageInput, seed: int,
+            inference: float) -> FluxOutput:
+    fmt = "JPEG" if args.output_format == "jpeg" else "PNG"
+    ext, content_type = ("jpg", "image/jpeg") if fmt == "JPEG" else ("png", "image/png")
+    stored = []
+    for index, image in enumerate(images):
+        buffer = io.BytesIO()
+        image.save(buffer, fmt, **({"quality": 95} if fmt == "JPEG" else {}))
+        data = buffer.getvalue()
+        if args.sync_mode:  # fal: media comes back inline as data URIs, and nothing is stored
+            url = f"data:{content_type};base64,{base64.b64encode(data).decode()}"
+            stored.append(Image(url=url, content_type=content_type, file_name=f"image-{index}.{ext}",
+                                file_size=len(data), width=image.width, height=image.height))
+            continue
+        key, path = ctx.new_output(ext)
+        path.write_bytes(data)
+        file = ctx.file(key)
+        stored.append(Image(**file, width=image.width, height=image.height))
+    return FluxOutput(images=stored, timings=Timings(inference=round(inference, 4)), seed=seed,
+                      has_nsfw_concepts=[False] * len(images), prompt=args.prompt)
+
+
+ENDPOINTS = [
+    Endpoint("fal-ai/flux/dev", FluxInput, FluxOutput, text_to_image, "gpu",
+             "FLUX.1 [dev] text-to-image", model="flux-dev"),
+    Endpoint("fal-ai/flux/schnell", SchnellInput, FluxOutput, text_to_image, "gpu",
+             "FLUX.1 [schnell] text-to-image (few steps)", model="flux-schnell"),
+    Endpoint("fal-ai/flux/dev/image-to-image", ImageToImageInput, FluxOutput, image_to_image, "gpu",
+             "FLUX.1 [dev] image-to-image", model="flux-dev"),
+]
+
+# The editor's other image models, answered by flux/dev unless config.toml's [aliases] says otherwise.
+ALIASES = {
+    "fal-ai/flux-pro/v1.1-ultra": "fal-ai/flux/dev",
+    "fal-ai/stable-diffusion-v35-large": "fal-ai/flux/dev",
+}

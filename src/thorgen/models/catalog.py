@@ -1,0 +1,46 @@
+"""The models thorgen knows how to run, as configuration defaults. Torch-free.
+
+Each entry becomes ``[models.NAME]`` unless config.toml already has that table; a table there may
+change single keys (``[models.flux-dev] dtype = "float16"``) and keeps the rest from here. Families
+add their models to this table as they arrive.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+# Only the diffusers layout (model_index.json plus one folder per component): Flux repos also carry
+# single-file checkpoints at their root that would double the download.
+DIFFUSERS_FILES = ["model_index.json", "*/*.json", "*/*.safetensors", "*/*.txt", "*/*.model", "*/*.jinja"]
+
+
+@dataclass(frozen=True)
+class CatalogEntry:
+    config: dict[str, Any]
+    licence: str
+    gated: bool
+    approx_bytes: int  # weights in the configured dtype, for `thorgen models list` before a pull
+    allow_patterns: list[str] = field(default_factory=lambda: list(DIFFUSERS_FILES))
+
+
+CATALOG: dict[str, CatalogEntry] = {
+    "flux-dev": CatalogEntry(
+        config={"family": "flux", "path": "flux-dev", "source": "black-forest-labs/FLUX.1-dev",
+                "pipeline": "FluxPipeline", "dtype": "bfloat16"},
+        licence="FLUX.1 [dev] Non-Commercial License",
+        gated=True,
+        approx_bytes=33_700_000_000,
+    ),
+    "flux-schnell": CatalogEntry(
+        config={"family": "flux", "path": "flux-schnell", "source": "black-forest-labs/FLUX.1-schnell",
+                "pipeline": "FluxPipeline", "dtype": "bfloat16"},
+        licence="Apache-2.0",
+        gated=False,
+        approx_bytes=33_700_000_000,
+    ),
+}
+
+
+def default_models() -> dict[str, dict[str, Any]]:
+    return {name: dict(entry.config) for name, entry in CATALOG.items()}

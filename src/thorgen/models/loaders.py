@@ -1,0 +1,55 @@
+"""Loading a configured model from its folder: the concrete pipeline class, local files only.
+
+Nothing here reaches a model hub: ``local_files_only=True`` on every load, and weights come only
+from ``thorgen models pull``. The swapper calls ``load`` and ``estimate``; families with needs of
+their own (a safety checker to inject, a .nemo archive) get a branch here when they arrive.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from thorgen.config import Config
+from thorgen.errors import FalError
+from thorgen.models.memory import estimate_bytes
+from thorgen.models.store import model_status
+
+log = logging.getLogger("thorgen.models")
+
+
+def resolve_device(setting: str) -> str:
+    if setting != "auto":
+        return setting
+    import torch
+
+    return "cuda" if torch.cuda.is_available() else "cpu"
+
+
+class Loader:
+    def __init__(self, config: Config):
+        self.config = config
+
+    def estimate(self, name: str) -> int:
+        return estimate_bytes(self.config.model_path(name), self.config.model(name).dtype)
+
+    def load(self, name: str) -> Any:
+        status = model_status(self.config, name)
+        if not status.installed:
+            raise FalError(f"Model '{name}' is not installed (looked in {status.path}). Install it with: "
+                           f"{status.install_hint}", status=424, error_type="model_not_installed")
+        model = self.config.model(name)
+        import diffusers
+        import torch
+
+        pipeline_class = getattr(diffusers, model.pipeline, None)
+        if pipeline_class is None:
+            raise FalError(f"models.{name}.pipeline: diffusers has no class {model.pipeline!r}",
+                           status=500, error_type="bad_model_config")
+        device = resolve_device(model.device)
+        pipeline = pipeline_class.from_pretrained(
+            status.path, torch_dtype=getattr(torch, model.dtype), local_files_only=True)
+        pipeline.to(device)
+        pipeline.set_progress_bar_config(disable=True)
+        log.info("model %s: %s from %s on %s in %s", name, model.pipeline, status.path, device, model.dtype)
+        return pipeline

@@ -1,0 +1,156 @@
+"""ModelRuntime: the one place the job service meets models.
+
+It creates the swapper when first needed (that is when torch is imported, so a server with no
+models never pays for it), and at start, in a background thread: writes missing tiny models in tiny
+mode, refuses models that can never fit the budget, and loads the ``preload`` ones. ``ready`` is set
+when that is done; /ready answers from it.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import Any
+
+from thorgen.config import Config
+from thorgen.errors import FalError
+from thorgen.models.store import model_status
+from thorgen.models.swapper import Lease, ModelSwapper
+
+log = logging.getLogger("thorgen.models")
+
+TINY_NOTE = ("tiny mode: every model is a tiny random-weight checkpoint running on the CPU in fp32; "
+             "outputs are noise, not pictures, video or sound")
+
+
+class ModelRuntime:
+    def __init__(self, config: Config):
+        self.config = config
+        self.ready = threading.Event()
+        self.refused: dict[str, str] = {}  # model -> why it can never load here
+        self.device: dict[str, Any] = {}
+        self._swapper: ModelSwapper | None = None
+        self._lock = threading.Lock()
+        self._thread: threading.Thread | None = None
+
+    # -- start -------------------------------------------------------------------------------
+
+    def start(self) -> None:
+        if self.config.runtime.tiny:
+            log.warning(TINY_NOTE)
+        self._thread = threading.Thread(target=self._warm_up, name="model-warm-up", daemon=True)
+        self._thread.start()
+
+    def _warm_up(self) -> None:
+        try:
+            if self.config.runtime.tiny:
+                write_missing_tiny(self.config)
+            installed = [name for name in self.config.models if model_status(self.config, name).installed]
+            if not installed:
+                return
+            swapper = self.swapper
+            for name in installed:
+                try:
+                    swapper.check_fits(name)
+                except FalError as exc:
+                    self.refused[name] = str(exc.detail)
+                    log.error("model %s can never load here: %s", name, exc.detail)
+            for name in installed:
+                if self.config.model(name).preload and name not in self.refused:
+                    try:
+                        swapper.preload(name)
+                    except Exception:
+                        log.exception("preloading model %s failed", name)
+        except Exception:
+            log.exception("the model runtime could not start; model endpoints will fail")
+        finally:
+            self.ready.set()
+
+    def wait_ready(self, timeout: float | None = None) -> bool:
+        return self.ready.wait(timeout)
+
+    # -- the swapper -------------------------------------------------------------------------
+
+    @property
+    def swapper(self) -> ModelSwapper:
+        with self._lock:
+            if self._swapper is None:
+                self._swapper = self._create_swapper()
+            return self._swapper
+
+    @property
+    def started(self) -> bool:
+        return self._swapper is not None
+
+    def _create_swapper(self) -> ModelSwapper:
+        try:
+            import torch  # noqa: F401
+        except ImportError:
+            raise FalError("torch is not installed, so no model can run; install thorgen with its "
+                           "dependencies (scripts/setup.sh)", status=424, error_type="torch_missing") from None
+        from thorgen.models.loaders import Loader
+        from thorgen.models.memory import compute_budget, device_info
+
+        info = device_info()
+        runtime = self.config.runtime
+        budget = compute_budget(runtime.budget_bytes, runtime.budget_fraction, info)
+        self.device = {"kind": info.kind, "name": info.name, "unified_memory": info.unified}
+        log.info("model memory budget: %.2f GiB (%s)", budget.bytes / 1024**3, budget.how)
+        loader = Loader(self.config)
+        return ModelSwapper(budget, loader.load, loader.estimate,
+                            pinned=lambda name: self.config.model(name).pinned)
+
+    @contextmanager
+    def lease(self, name: str) -> Iterator[Lease]:
+        if name in self.refused:
+            raise FalError(self.refused[name], status=507, error_type="model_too_large")
+        with self.swapper.lease(name) as lease:
+            yield lease
+
+    def check(self, name: str) -> None:
+        """At submit: refuse at once a model that can never fit (once the runtime knows)."""
+        if name in self.refused:
+            raise FalError(self.refused[name], status=507, error_type="model_too_large")
+        if self._swapper is not None:
+            self._swapper.check_fits(name)
+
+    def after_out_of_memory(self, keep: str | None) -> int:
+        """Unload every other model, pinned ones included: the job that ran out is retried once."""
+        if self._swapper is None:
+            return 0
+        return self._swapper.evict_all({keep} if keep else set(), include_pinned=True)
+
+    def snapshot(self) -> dict[str, Any]:
+        data: dict[str, Any] = {"ready": self.ready.is_set(), "tiny": self.config.runtime.tiny,
+                                "refused": dict(self.refused)}
+        if self.config.runtime.tiny:
+            data["note"] = TINY_NOTE
+        if self._swapper is None:
+            data["started"] = False
+            return data
+        return {**data, "started": True, "device": self.device, **self._swapper.snapshot()}
+
+
+def write_missing_tiny(config: Config, *, force: bool = False) -> list[str]:
+    """Write a tiny checkpoint for every configured model whose family has a builder."""
+    from thorgen.models.tiny import BUILDERS, write_tiny
+
+    tiny = config if config.runtime.tiny else _as_tiny(config)
+    written = []
+    for name in sorted(tiny.models):
+        family = tiny.model(name).family
+        if family not in BUILDERS:
+            continue
+        if force or not model_status(tiny, name).installed:
+            tiny.models_dir.mkdir(parents=True, exist_ok=True)
+            write_tiny(family, tiny.model_path(name))
+            written.append(name)
+    return written
+
+
+def _as_tiny(config: Config) -> Config:
+    import msgspec
+
+    return msgspec.structs.replace(config, runtime=msgspec.structs.replace(config.runtime, tiny=True))
