@@ -167,6 +167,16 @@ def load_config(
             flag = "--" + dotted.split(".")[-1].replace("_", "-")
             _set_path(raw, dotted.split("."), value, source=flag)
             sources[dotted] = flag
+    for name, table in (raw.get("models") or {}).items():
+        # msgspec names a dict entry "models[...]": decode each table alone to name the model.
+        try:
+            msgspec.convert(table, ModelConfig, strict=False)
+        except msgspec.ValidationError as exc:
+            key, message = _name_key(str(exc))
+            dotted = f"models.{name}.{key}" if key else f"models.{name}"
+            where = (sources.get(dotted) or sources.get(dotted.replace("-", "_"))
+                     or (str(path) if path else "configuration"))
+            raise ConfigError(f"{dotted}: {message} (set in {where})") from None
     try:
         config = msgspec.convert(raw, Config, strict=False)
     except msgspec.ValidationError as exc:

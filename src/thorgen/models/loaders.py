@@ -41,15 +41,20 @@ class Loader:
         model = self.config.model(name)
         import diffusers
         import torch
+        import transformers
+
+        diffusers.utils.logging.disable_progress_bar()
+        transformers.utils.logging.disable_progress_bar()
 
         pipeline_class = getattr(diffusers, model.pipeline, None)
         if pipeline_class is None:
             raise FalError(f"models.{name}.pipeline: diffusers has no class {model.pipeline!r}",
                            status=500, error_type="bad_model_config")
         device = resolve_device(model.device)
-        pipeline = pipeline_class.from_pretrained(
-            status.path, torch_dtype=getattr(torch, model.dtype), local_files_only=True)
-        pipeline.to(device)
+        pipeline = pipeline_class.from_pretrained(status.path, dtype=getattr(torch, model.dtype),
+                                                  local_files_only=True)
+        if device != "cpu":  # loaded onto the CPU; move only when it has to go elsewhere
+            pipeline.to(device)
         pipeline.set_progress_bar_config(disable=True)
         log.info("model %s: %s from %s on %s in %s", name, model.pipeline, status.path, device, model.dtype)
         return pipeline
