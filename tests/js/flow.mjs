@@ -396,6 +396,33 @@ await step("validation_error", async () => {
   };
 });
 
+// -- f2. an image from Flux, with exactly the input the editor sends (right-panel.tsx) -------------
+
+await step("flux_image", async () => {
+  const result = await fal.subscribe("fal-ai/flux/dev", {
+    input: { prompt: "Coffee beans falling", image_size: "landscape_16_9", aspect_ratio: "16:9", seconds_total: 30 },
+    mode: mode === "editor" ? "polling" : "streaming",
+    pollInterval: 250,
+  });
+  const image = result.data?.images?.[0];
+  check(image && typeof image.url === "string", "no data.images[0].url in the flux result", result.data);
+  const back = await download(image.url);
+  return { requestId: result.requestId, image, seed: result.data.seed, status: back.status,
+    downloaded_type: back.content_type, downloaded_length: back.bytes.length };
+});
+
+if (mode === "latest") {
+  await step("flux_image_to_image_blob", async () => {
+    const result = await fal.subscribe("fal-ai/flux/dev/image-to-image", {
+      input: { prompt: "make it red", image_url: new Blob([bytesOf.still], { type: "image/png" }),
+        strength: 0.5, num_inference_steps: 4, seed: 3 },
+    });
+    const image = result.data?.images?.[0];
+    check(image && typeof image.url === "string", "no data.images[0].url in the image-to-image result", result.data);
+    return { requestId: result.requestId, image, seed: result.data.seed };
+  });
+}
+
 // -- g. the queue API by hand (media-panel.tsx: submit, then status until COMPLETED, then result) --
 
 await step("queue_by_hand", async () => {
