@@ -82,6 +82,7 @@ class Lease:
 class SwapperStats:
     loads: int = 0
     evictions: int = 0
+    peak_held: int = 0  # the most bytes held at once, right after a load
     load_seconds: dict[str, float] = field(default_factory=dict)
     leaks: list[str] = field(default_factory=list)  # models whose memory did not come back
 
@@ -192,6 +193,7 @@ class ModelSwapper:
             raise ModelTooLarge(name, size, self.budget)
         if self.held > self.budget.bytes:  # the estimate was low: make room after the fact
             self._make_room(name, 0)
+        self.stats.peak_held = max(self.stats.peak_held, self.held)
         return loaded
 
     def _make_room(self, name: str, need: int) -> None:
@@ -240,6 +242,7 @@ class ModelSwapper:
                 "budget_bytes": self.budget.bytes,
                 "budget": self.budget.how,
                 "held_bytes": self.held,
+                "peak_held_bytes": self.stats.peak_held,
                 "loads": self.stats.loads,
                 "evictions": self.stats.evictions,
                 "unreleased": list(self.stats.leaks),
