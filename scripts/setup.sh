@@ -8,6 +8,12 @@ if [ ! -x .venv/bin/python ]; then
     "$PYTHON" -m venv .venv
 fi
 .venv/bin/python -m pip install --quiet --upgrade pip
+# torch first, pinned: a range asked for by a later install would otherwise fetch the newest (CUDA)
+# build. Where torch is already importable (NVIDIA's build on a Jetson, a CUDA box) it is kept.
+# THORGEN_TORCH_INDEX picks another wheel index, e.g. https://download.pytorch.org/whl/cpu
+if ! .venv/bin/python -c "import torch" >/dev/null 2>&1; then
+    .venv/bin/python -m pip install --quiet ${THORGEN_TORCH_INDEX:+--index-url "$THORGEN_TORCH_INDEX"} "torch==2.13.0"
+fi
 if [ "${1:-}" = "--test" ]; then
     .venv/bin/python -m pip install --quiet -e ".[test]"
     if command -v npm >/dev/null 2>&1; then
