@@ -51,6 +51,9 @@ class Loader:
             raise FalError(f"models.{name}.pipeline: diffusers has no class {model.pipeline!r}",
                            status=500, error_type="bad_model_config")
         device = resolve_device(model.device)
+        if device.startswith("cuda") and not torch.cuda.is_available():
+            raise FalError(f"models.{name}.device is {model.device!r} but torch sees no CUDA GPU here "
+                           "(set device = \"auto\" or \"cpu\")", status=424, error_type="device_unavailable")
         pipeline = pipeline_class.from_pretrained(status.path, dtype=getattr(torch, model.dtype),
                                                   local_files_only=True)
         if device != "cpu":  # loaded onto the CPU; move only when it has to go elsewhere

@@ -51,6 +51,8 @@ class ModelRuntime:
             if not installed:
                 return
             swapper = self.swapper
+            import diffusers  # noqa: F401  (paid once here, not inside the first job's load time)
+
             for name in installed:
                 try:
                     swapper.check_fits(name)
