@@ -41,6 +41,19 @@ def main(argv: list[str] | None = None) -> int:
     run.add_argument("--input", required=True, help="input JSON, or @file.json")
     run.add_argument("--data-dir")
 
+    commands.add_parser("doctor", help="check this machine: torch/CUDA, memory budget, codecs, disk, models, port")
+
+    service = commands.add_parser("service", help="install or remove the systemd service")
+    service_commands = service.add_subparsers(dest="service_command", required=True)
+    install = service_commands.add_parser("install", help="write, enable (not start) thorgen.service")
+    install.add_argument("--user", default="thorgen", help="the dedicated user it runs as (created if missing)")
+    install.add_argument("--env-file", type=Path, default=Path("/etc/thorgen/thorgen.env"),
+                         help="settings and secrets (API key, HF token) for the service")
+    install.add_argument("--unit-dir", type=Path, default=Path("/etc/systemd/system"))
+    install.add_argument("--dry-run", action="store_true", help="print the unit, change nothing")
+    uninstall = service_commands.add_parser("uninstall", help="stop, disable and remove thorgen.service")
+    uninstall.add_argument("--unit-dir", type=Path, default=Path("/etc/systemd/system"))
+
     commands.add_parser("config", help="print the effective configuration (secrets masked)")
     commands.add_parser("endpoints", help="list endpoint ids and whether each is available")
 
@@ -56,10 +69,15 @@ def main(argv: list[str] | None = None) -> int:
     try:
         config = load_config(args.config or default_config_path(), overrides=overrides)
     except ConfigError as exc:
+        if args.command == "doctor":
+            from thorgen.doctor import FAIL, Finding, render
+
+            print(render([Finding("config", FAIL, str(exc))]))
+            return 1
         print(f"thorgen: bad configuration: {exc}", file=sys.stderr)
         return 2
     commands_by_name = {"serve": _serve, "run": _run, "config": _config, "endpoints": _endpoints,
-                        "models": _models}
+                        "models": _models, "doctor": _doctor, "service": _service}
     return commands_by_name[args.command](config, args)
 
 
@@ -112,6 +130,36 @@ def _endpoints(config: Config, args: argparse.Namespace) -> int:
     for row in Registry(config).listing():
         state = "ready" if row["available"] else f"unavailable: {row['reason']}"
         print(f"{row['id']:45} {row['lane']:8} {state}")
+    return 0
+
+
+def _doctor(config: Config, args: argparse.Namespace) -> int:
+    from thorgen.doctor import exit_code, render, run_checks
+
+    logging.basicConfig(level=logging.ERROR)
+    findings = run_checks(config)
+    print(render(findings))
+    return exit_code(findings)
+
+
+def _service(config: Config, args: argparse.Namespace) -> int:
+    from thorgen import systemd
+
+    if args.service_command == "uninstall":
+        done = systemd.uninstall(args.unit_dir, system=args.unit_dir == systemd.DEFAULT_UNIT_DIR)
+        print("\n".join(done) or "thorgen.service was not installed")
+        return 0
+    plan = systemd.plan(config, args.config or default_config_path(), args.user, args.env_file)
+    if args.dry_run:
+        print(systemd.render_unit(plan), end="")
+        return 0
+    try:
+        done = systemd.install(plan, args.unit_dir, system=args.unit_dir == systemd.DEFAULT_UNIT_DIR)
+    except (PermissionError, OSError) as exc:
+        print(f"thorgen: {exc}", file=sys.stderr)
+        return 1
+    print("installed: " + "; ".join(done))
+    print("start it with: sudo systemctl start thorgen   (logs: journalctl -u thorgen -f)")
     return 0
 
 
