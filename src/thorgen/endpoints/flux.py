@@ -44,36 +44,33 @@ class ImageSize(Struct):
     height: int = 512
 
 
-class FluxInput(Struct, kw_only=True):
+class _Common(Struct, kw_only=True):
+    """The fields every Flux endpoint takes, as fal documents them."""
+
     prompt: Annotated[str, Meta(min_length=1, max_length=10_000)]
-    image_size: str | ImageSize | None = None
-    aspect_ratio: str | None = None
-    num_inference_steps: Annotated[int, Meta(ge=1, le=50)] = 28
     seed: Seed | None = None
     guidance_scale: Annotated[float, Meta(ge=0, le=20)] = 3.5
     sync_mode: bool = False
     num_images: Annotated[int, Meta(ge=1, le=4)] = 1
-    enable_safety_checker: bool = True
+    enable_safety_checker: bool = True  # accepted and ignored: see SAFETY_NOTE
     output_format: Literal["jpeg", "png"] = "jpeg"
-    acceleration: Literal["none", "regular", "high"] = "none"
+    acceleration: Literal["none", "regular", "high"] = "none"  # accepted; every run is the plain one
+
+
+class FluxInput(_Common, kw_only=True):
+    image_size: str | ImageSize | None = None
+    aspect_ratio: str | None = None
+    num_inference_steps: Annotated[int, Meta(ge=1, le=50)] = 28
 
 
 class SchnellInput(FluxInput, kw_only=True):
     num_inference_steps: Annotated[int, Meta(ge=1, le=12)] = 4
 
 
-class ImageToImageInput(Struct, kw_only=True):
+class ImageToImageInput(_Common, kw_only=True):
     image_url: str
-    prompt: Annotated[str, Meta(min_length=1, max_length=10_000)]
     strength: Annotated[float, Meta(ge=0.01, le=1.0)] = 0.95
     num_inference_steps: Annotated[int, Meta(ge=1, le=50)] = 40
-    seed: Seed | None = None
-    guidance_scale: Annotated[float, Meta(ge=0, le=20)] = 3.5
-    sync_mode: bool = False
-    num_images: Annotated[int, Meta(ge=1, le=4)] = 1
-    enable_safety_checker: bool = True
-    output_format: Literal["jpeg", "png"] = "jpeg"
-    acceleration: Literal["none", "regular", "high"] = "none"
 
 
 class Timings(Struct):
@@ -199,7 +196,7 @@ def _step_reporter(ctx: JobContext, total: int) -> Any:
     return on_step_end
 
 
-def _output(ctx: JobContext, images: list[Any], args: FluxInput | ImageToImageInput, seed: int,
+def _output(ctx: JobContext, images: list[Any], args: _Common, seed: int,
             inference: float) -> FluxOutput:
     fmt = "JPEG" if args.output_format == "jpeg" else "PNG"
     ext, content_type = ("jpg", "image/jpeg") if fmt == "JPEG" else ("png", "image/png")

@@ -239,25 +239,21 @@ class JobService:
 
     def _run(self, endpoint: Endpoint, context: JobContext) -> msgspec.Struct:
         """Run an endpoint; on running out of memory, unload every other model and try once more."""
-        try:
-            return endpoint.run(context, endpoint.decode_input(context.job.input))
-        except Exception as exc:
-            if not is_out_of_memory(exc):
-                raise
-            first = f"{type(exc).__name__}: {str(exc)[:300]}"
-        # Outside the except block the failed attempt's frames, and the tensors they held, are gone.
-        freed = self.runtime.after_out_of_memory(keep=context.model)
-        context.log(f"out of memory ({first}); unloaded the other models ({freed / 1024**3:.2f} GiB) "
-                    "and trying once more", "WARNING")
-        try:
-            return endpoint.run(context, endpoint.decode_input(context.job.input))
-        except Exception as exc:
-            if not is_out_of_memory(exc):
-                raise
-            second = f"{type(exc).__name__}: {str(exc)[:300]}"
+        for attempt in (1, 2):
+            try:
+                return endpoint.run(context, endpoint.decode_input(context.job.input))
+            except Exception as exc:
+                if not is_out_of_memory(exc):
+                    raise
+                failure = f"{type(exc).__name__}: {str(exc)[:300]}"
+            # Outside the except block the failed attempt's frames, and the tensors they held, are gone.
+            if attempt == 1:
+                freed = self.runtime.after_out_of_memory(keep=context.model)
+                context.log(f"out of memory ({failure}); unloaded the other models ({freed / 1024**3:.2f} GiB) "
+                            "and trying once more", "WARNING")
         self.runtime.after_out_of_memory(keep=None)
         raise FalError(
-            f"Out of memory running {endpoint.id}, even after unloading every other model ({second}). "
+            f"Out of memory running {endpoint.id}, even after unloading every other model ({failure}). "
             "Ask for less (a smaller size, fewer images or frames) or lower runtime.budget_fraction "
             "so more memory is left for the work itself.", status=507, error_type="out_of_memory")
 
