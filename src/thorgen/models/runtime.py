@@ -38,8 +38,6 @@ class ModelRuntime:
     # -- start -------------------------------------------------------------------------------
 
     def start(self) -> None:
-        if self.config.runtime.tiny:
-            log.warning(TINY_NOTE)
         self._thread = threading.Thread(target=self._warm_up, name="model-warm-up", daemon=True)
         self._thread.start()
 
@@ -69,9 +67,6 @@ class ModelRuntime:
             log.exception("the model runtime could not start; model endpoints will fail")
         finally:
             self.ready.set()
-
-    def wait_ready(self, timeout: float | None = None) -> bool:
-        return self.ready.wait(timeout)
 
     # -- the swapper -------------------------------------------------------------------------
 

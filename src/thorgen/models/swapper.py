@@ -103,6 +103,7 @@ class ModelSwapper:
         self._measure = measure
         self._loaded: dict[str, Loaded] = {}
         self._sizes: dict[str, int] = {}  # measured bytes, kept after eviction
+        self._estimates: dict[str, int] = {}  # from the files, until a load measures the truth
         self._lock = threading.RLock()
         self.stats = SwapperStats()
 
@@ -127,7 +128,11 @@ class ModelSwapper:
 
     def size_of(self, name: str) -> int:
         """Measured bytes if the model was ever loaded, else the estimate from its files."""
-        return self._sizes.get(name) or self._estimate(name)
+        if name in self._sizes:
+            return self._sizes[name]
+        if not self._estimates.get(name):  # 0: not on disk yet; ask again next time
+            self._estimates[name] = self._estimate(name)
+        return self._estimates[name]
 
     def check_fits(self, name: str) -> None:
         """Refuse a model that could never fit, before anything is unloaded for it."""
