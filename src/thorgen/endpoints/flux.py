@@ -138,7 +138,8 @@ def text_to_image(ctx: JobContext, args: FluxInput) -> FluxOutput:
         images = pipe(
             prompt=args.prompt, width=width, height=height, num_inference_steps=args.num_inference_steps,
             guidance_scale=args.guidance_scale, num_images_per_prompt=args.num_images,
-            generator=_generator(seed), max_sequence_length=_max_sequence_length(pipe),
+            generator=_generator(seed),
+            max_sequence_length=_max_sequence_length(pipe, 256 if isinstance(args, SchnellInput) else 512),
             callback_on_step_end=_step_reporter(ctx, args.num_inference_steps),
         ).images
         inference = time.perf_counter() - started
@@ -155,8 +156,9 @@ def image_to_image(ctx: JobContext, args: ImageToImageInput) -> FluxOutput:
     try:
         with PILImage.open(source_path) as opened:
             source = opened.convert("RGB")
-    except (OSError, ValueError):
-        raise InputError("image_url", "The file at image_url is not an image thorgen can read") from None
+    except (OSError, ValueError, PILImage.DecompressionBombError):
+        raise InputError("image_url", "The file at image_url is not an image thorgen can read (or has "
+                         "far too many pixels)") from None
     width, height = fit_input_image(*source.size)
     source = source.resize((width, height))
     seed = args.seed if args.seed is not None else secrets.randbelow(2**32)
@@ -170,7 +172,7 @@ def image_to_image(ctx: JobContext, args: ImageToImageInput) -> FluxOutput:
             prompt=args.prompt, image=source, strength=args.strength, width=width, height=height,
             num_inference_steps=args.num_inference_steps, guidance_scale=args.guidance_scale,
             num_images_per_prompt=args.num_images, generator=_generator(seed),
-            max_sequence_length=_max_sequence_length(pipe), callback_on_step_end=_step_reporter(ctx, steps),
+            max_sequence_length=_max_sequence_length(pipe, 512), callback_on_step_end=_step_reporter(ctx, steps),
         ).images
         inference = time.perf_counter() - started
     return _output(ctx, images, args, seed, inference)
@@ -183,9 +185,9 @@ def _generator(seed: int) -> Any:
     return torch.Generator(device="cpu").manual_seed(seed)
 
 
-def _max_sequence_length(pipe: Any) -> int:
-    """Flux takes 512 T5 tokens; a tokenizer that holds fewer (the tiny one) sets the limit."""
-    return int(min(512, getattr(pipe.tokenizer_2, "model_max_length", 512)))
+def _max_sequence_length(pipe: Any, limit: int) -> int:
+    """T5 tokens: dev takes 512, schnell was trained on 256; a smaller tokenizer (the tiny one) caps it."""
+    return int(min(limit, getattr(pipe.tokenizer_2, "model_max_length", limit)))
 
 
 def _step_reporter(ctx: JobContext, total: int) -> Any:
