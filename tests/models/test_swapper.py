@@ -185,3 +185,32 @@ def test_pipelines_made_with_from_pipe_share_modules_and_bytes(tiny_config: Conf
     assert swapper.held == held
     swapper.evict("flux-dev")
     assert swapper.stats.leaks == [] and swapper.held == 0
+
+
+def test_info_does_not_wait_for_a_load_in_progress():
+    """/info and /metrics read the swapper on the event loop; a long load must not block them."""
+    import threading
+    import time
+
+    release = threading.Event()
+    zoo = Zoo({"slow": MB, "fast": MB})
+
+    def slow_load(name: str) -> Weights:
+        if name == "slow":
+            release.wait(10)
+        return zoo.load(name)
+
+    swapper = ModelSwapper(Budget(10 * MB, "test"), slow_load, zoo.estimate)
+    loading = threading.Thread(target=swapper.preload, args=("slow",))
+    loading.start()
+    try:
+        time.sleep(0.1)  # the load now holds the swapper's lock
+        started = time.monotonic()
+        snapshot = swapper.snapshot()
+        names = swapper.loaded_names()
+        assert time.monotonic() - started < 1.0
+        assert snapshot["loaded"] == [] and names == []
+    finally:
+        release.set()
+        loading.join(10)
+    assert swapper.loaded_names() == ["slow"]

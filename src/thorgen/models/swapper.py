@@ -145,8 +145,7 @@ class ModelSwapper:
         return sum(m.bytes for m in self._loaded.values())
 
     def loaded_names(self) -> list[str]:
-        with self._lock:
-            return list(self._loaded)
+        return list(self._loaded)  # no lock: a load holds it for minutes (see snapshot)
 
     # -- eviction ----------------------------------------------------------------------------
 
@@ -242,21 +241,23 @@ class ModelSwapper:
         return loaded.bytes
 
     def snapshot(self) -> dict[str, Any]:
-        with self._lock:
-            return {
-                "budget_bytes": self.budget.bytes,
-                "budget": self.budget.how,
-                "held_bytes": self.held,
-                "peak_held_bytes": self.stats.peak_held,
-                "loads": self.stats.loads,
-                "evictions": self.stats.evictions,
-                "unreleased": list(self.stats.leaks),
-                "loaded": [
-                    {"name": m.name, "bytes": m.bytes, "load_seconds": round(m.load_seconds, 3),
-                     "pinned": m.pinned, "in_use": m.leases > 0}
-                    for m in sorted(self._loaded.values(), key=lambda m: -m.last_used)
-                ],
-            }
+        """For /info and /metrics. Takes no lock: a load holds it for as long as the load takes,
+        and these are answered on the event loop. A copy of the table is consistent enough."""
+        loaded = list(self._loaded.values())
+        return {
+            "budget_bytes": self.budget.bytes,
+            "budget": self.budget.how,
+            "held_bytes": sum(m.bytes for m in loaded),
+            "peak_held_bytes": self.stats.peak_held,
+            "loads": self.stats.loads,
+            "evictions": self.stats.evictions,
+            "unreleased": list(self.stats.leaks),
+            "loaded": [
+                {"name": m.name, "bytes": m.bytes, "load_seconds": round(m.load_seconds, 3),
+                 "pinned": m.pinned, "in_use": m.leases > 0}
+                for m in sorted(loaded, key=lambda m: -m.last_used)
+            ],
+        }
 
 
 def _weak_modules(pipeline: Any) -> list[weakref.ref[Any]]:
