@@ -10,6 +10,7 @@ from typing import Any
 
 import msgspec
 
+from thorgen import systemd
 from thorgen.config import Config, ConfigError, default_config_path, load_config, redacted
 
 
@@ -47,12 +48,12 @@ def main(argv: list[str] | None = None) -> int:
     service_commands = service.add_subparsers(dest="service_command", required=True)
     install = service_commands.add_parser("install", help="write, enable (not start) thorgen.service")
     install.add_argument("--user", default="thorgen", help="the dedicated user it runs as (created if missing)")
-    install.add_argument("--env-file", type=Path, default=Path("/etc/thorgen/thorgen.env"),
+    install.add_argument("--env-file", type=Path, default=systemd.DEFAULT_ENV_FILE,
                          help="settings and secrets (API key, HF token) for the service")
-    install.add_argument("--unit-dir", type=Path, default=Path("/etc/systemd/system"))
+    install.add_argument("--unit-dir", type=Path, default=systemd.DEFAULT_UNIT_DIR)
     install.add_argument("--dry-run", action="store_true", help="print the unit, change nothing")
     uninstall = service_commands.add_parser("uninstall", help="stop, disable and remove thorgen.service")
-    uninstall.add_argument("--unit-dir", type=Path, default=Path("/etc/systemd/system"))
+    uninstall.add_argument("--unit-dir", type=Path, default=systemd.DEFAULT_UNIT_DIR)
 
     commands.add_parser("config", help="print the effective configuration (secrets masked)")
     commands.add_parser("endpoints", help="list endpoint ids and whether each is available")
@@ -143,8 +144,6 @@ def _doctor(config: Config, args: argparse.Namespace) -> int:
 
 
 def _service(config: Config, args: argparse.Namespace) -> int:
-    from thorgen import systemd
-
     if args.service_command == "uninstall":
         done = systemd.uninstall(args.unit_dir, system=args.unit_dir == systemd.DEFAULT_UNIT_DIR)
         print("\n".join(done) or "thorgen.service was not installed")
@@ -167,11 +166,11 @@ def _models(config: Config, args: argparse.Namespace) -> int:
     if args.models_command == "list":
         return _models_list(config)
     if args.models_command == "tiny":
-        from thorgen.models.runtime import write_missing_tiny
+        from thorgen.models.runtime import as_tiny, write_missing_tiny
 
         logging.basicConfig(level=logging.WARNING)
         written = write_missing_tiny(config, force=args.force)
-        where = Path(config.storage.models_dir).expanduser().resolve() / "tiny"
+        where = as_tiny(config).models_dir
         print(f"wrote {len(written)} tiny model(s) to {where}: {', '.join(written) or 'all were there'}")
         print("serve them with: thorgen serve --tiny")
         return 0

@@ -106,10 +106,14 @@ class Config(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
         return Path(self.storage.data_dir).expanduser().resolve()
 
     @property
+    def models_root(self) -> Path:
+        """The configured weights folder (storage.models_dir), tiny mode or not."""
+        return Path(self.storage.models_dir).expanduser().resolve()
+
+    @property
     def models_dir(self) -> Path:
-        """Where weights live; with runtime.tiny, the tiny random models in its ``tiny`` folder."""
-        root = Path(self.storage.models_dir).expanduser()
-        return (root / "tiny" if self.runtime.tiny else root).resolve()
+        """Where models load from: models_root, or with runtime.tiny its ``tiny`` folder."""
+        return self.models_root / "tiny" if self.runtime.tiny else self.models_root
 
     def model(self, name: str) -> ModelConfig:
         """A model's settings as they apply now: tiny models always run on the CPU in fp32."""
@@ -167,19 +171,11 @@ def load_config(
             flag = "--" + dotted.split(".")[-1].replace("_", "-")
             _set_path(raw, dotted.split("."), value, source=flag)
             sources[dotted] = flag
-    for name, table in (raw.get("models") or {}).items():
-        # msgspec names a dict entry "models[...]": decode each table alone to name the model.
-        try:
-            msgspec.convert(table, ModelConfig, strict=False)
-        except msgspec.ValidationError as exc:
-            key, message = _name_key(str(exc))
-            dotted = f"models.{name}.{key}" if key else f"models.{name}"
-            where = (sources.get(dotted) or sources.get(dotted.replace("-", "_"))
-                     or (str(path) if path else "configuration"))
-            raise ConfigError(f"{dotted}: {message} (set in {where})") from None
     try:
         config = msgspec.convert(raw, Config, strict=False)
     except msgspec.ValidationError as exc:
+        if "`$.models[...]" in str(exc):
+            _name_bad_model(raw["models"], sources, path)
         key, message = _name_key(str(exc))
         where = sources.get(key) or (str(path) if path else "configuration")
         raise ConfigError(f"{key}: {message} (set in {where})" if key else f"{where}: {message}") from None
@@ -223,6 +219,19 @@ def _match_key(node: dict[str, Any], key: str) -> str:
         if existing.lower().replace("-", "_") == key.replace("-", "_"):
             return existing
     return key
+
+
+def _name_bad_model(models: dict[str, Any], sources: dict[str, str], path: Path | None) -> None:
+    """msgspec names a dict entry "models[...]": decode each table alone to say which model."""
+    for name, table in models.items():
+        try:
+            msgspec.convert(table, ModelConfig, strict=False)
+        except msgspec.ValidationError as exc:
+            key, message = _name_key(str(exc))
+            dotted = f"models.{name}.{key}" if key else f"models.{name}"
+            where = (sources.get(dotted) or sources.get(dotted.replace("-", "_"))
+                     or (str(path) if path else "configuration"))
+            raise ConfigError(f"{dotted}: {message} (set in {where})") from None
 
 
 def _name_key(message: str) -> tuple[str, str]:

@@ -12,7 +12,6 @@ import socket
 import sys
 from collections.abc import Callable
 from dataclasses import dataclass
-from pathlib import Path
 
 from thorgen.config import Config
 
@@ -90,8 +89,7 @@ def _codecs(config: Config) -> list[Finding]:
 def _disk(config: Config) -> list[Finding]:
     rows = []
     for label, path, least in (("disk: data", config.data_dir, MIN_DATA_FREE),
-                               ("disk: models", Path(config.storage.models_dir).expanduser().resolve(),
-                                MIN_MODELS_FREE)):
+                               ("disk: models", config.models_root, MIN_MODELS_FREE)):
         existing = path
         while not existing.exists() and existing != existing.parent:
             existing = existing.parent

@@ -54,7 +54,7 @@ def plan(config: Config, config_path: Path | None, user: str, env_file: Path) ->
         config_path=config_path.resolve() if config_path else None,
         executable=executable if executable.exists() else Path(shutil.which("thorgen") or executable),
         data_dir=config.data_dir,
-        models_dir=Path(config.storage.models_dir).expanduser().resolve(),
+        models_dir=config.models_root,
         env_file=env_file,
         groups=tuple(g for g in DEVICE_GROUPS if _group_exists(g)),
     )

@@ -24,7 +24,7 @@ def pull(config: Config, name: str) -> Path:
     if not model.source:
         raise PullError(f"models.{name}.source is empty: thorgen does not know where to get it")
     entry = CATALOG.get(name)
-    target = (Path(config.storage.models_dir).expanduser() / model.path).resolve()
+    target = config.models_root / model.path
     target.mkdir(parents=True, exist_ok=True)
 
     import huggingface_hub

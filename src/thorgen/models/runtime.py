@@ -101,8 +101,7 @@ class ModelRuntime:
 
     @contextmanager
     def lease(self, name: str) -> Iterator[Lease]:
-        if name in self.refused:
-            raise FalError(self.refused[name], status=507, error_type="model_too_large")
+        self.check(name)
         with self.swapper.lease(name) as lease:
             yield lease
 
@@ -134,7 +133,7 @@ def write_missing_tiny(config: Config, *, force: bool = False) -> list[str]:
     """Write a tiny checkpoint for every configured model whose family has a builder."""
     from thorgen.models.tiny import BUILDERS, write_tiny
 
-    tiny = config if config.runtime.tiny else _as_tiny(config)
+    tiny = as_tiny(config)
     written = []
     for name in sorted(tiny.models):
         family = tiny.model(name).family
@@ -147,7 +146,10 @@ def write_missing_tiny(config: Config, *, force: bool = False) -> list[str]:
     return written
 
 
-def _as_tiny(config: Config) -> Config:
+def as_tiny(config: Config) -> Config:
+    """The same configuration in tiny mode (tiny models' folder, CPU, fp32)."""
+    if config.runtime.tiny:
+        return config
     import msgspec
 
     return msgspec.structs.replace(config, runtime=msgspec.structs.replace(config.runtime, tiny=True))

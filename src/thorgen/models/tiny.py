@@ -117,9 +117,6 @@ BUILDERS: dict[str, Callable[[], Any]] = {"flux": build_flux}
 
 def write_tiny(family: str, target: Path) -> Path:
     """Build a family's tiny pipeline and save it to ``target`` (replacing what is there)."""
-    import torch
-
-    torch.set_num_threads(min(torch.get_num_threads(), 4))
     pipeline = BUILDERS[family]()
     partial = target.with_name(target.name + ".partial")
     shutil.rmtree(partial, ignore_errors=True)
