@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+import os
 import sys
 from pathlib import Path
 from typing import Any
@@ -83,6 +84,9 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def _serve(config: Config, args: argparse.Namespace) -> int:
+    # Serving never downloads: weights come only from `thorgen models pull`. Set before any import of
+    # huggingface_hub, which reads it once.
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")
     import uvicorn
 
     from thorgen.app import build_app

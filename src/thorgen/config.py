@@ -76,6 +76,18 @@ class RuntimeConfig(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
     tiny: bool = False
 
 
+class CosmosConfig(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
+    # Output size for each aspect ratio: 720p (1280x704 at 16:9, Cosmos's native size) or 480p
+    # (832x480), which is about 2.3 times fewer pixels and so much faster.
+    resolution: Literal["720p", "480p"] = "720p"
+    # The NVIDIA Open Model License requires a safety guardrail with Cosmos: the cosmos_guardrail
+    # package checks every prompt and every generated clip. false turns it off: see the README.
+    # Tiny mode never runs it (tiny outputs are noise).
+    guardrail: bool = True
+    # With Predict2 Video2World answering text-to-video, this model makes the first frame.
+    first_frame_model: str = "cosmos-predict2-text2image"
+
+
 class ModelConfig(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
     family: str
     path: str  # folder in diffusers save_pretrained layout (or a .nemo file), relative to models_dir
@@ -94,6 +106,7 @@ class Config(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
     lanes: LanesConfig = msgspec.field(default_factory=LanesConfig)
     limits: LimitsConfig = msgspec.field(default_factory=LimitsConfig)
     runtime: RuntimeConfig = msgspec.field(default_factory=RuntimeConfig)
+    cosmos: CosmosConfig = msgspec.field(default_factory=CosmosConfig)
     models: dict[str, ModelConfig] = msgspec.field(default_factory=dict)
     # Extra endpoint ids answered by another endpoint: {"fal-ai/my-id": "fal-ai/ffmpeg-api/metadata"}.
     aliases: dict[str, str] = msgspec.field(default_factory=dict)
@@ -114,6 +127,11 @@ class Config(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
     def models_dir(self) -> Path:
         """Where models load from: models_root, or with runtime.tiny its ``tiny`` folder."""
         return self.models_root / "tiny" if self.runtime.tiny else self.models_root
+
+    @property
+    def guardrail_on(self) -> bool:
+        """Whether Cosmos runs its guardrail: as configured, and never in tiny mode."""
+        return self.cosmos.guardrail and not self.runtime.tiny
 
     def model(self, name: str) -> ModelConfig:
         """A model's settings as they apply now: tiny models always run on the CPU in fp32."""
@@ -263,6 +281,8 @@ def _check(config: Config) -> None:
     for endpoint_id, name in config.endpoint_models.items():
         if name not in config.models:
             problems.append(f"endpoint_models.{endpoint_id}: no [models.{name}] table")
+    if config.cosmos.first_frame_model not in config.models:
+        problems.append(f"cosmos.first_frame_model: no [models.{config.cosmos.first_frame_model}] table")
     for alias, target in config.aliases.items():
         if alias.count("/") < 1 or target.count("/") < 1:
             problems.append(f"aliases.{alias}: endpoint ids look like owner/alias[/path]")

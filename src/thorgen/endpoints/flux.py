@@ -12,16 +12,15 @@ the README say so.
 
 from __future__ import annotations
 
-import base64
 import io
 import math
-import secrets
 import time
 from typing import Annotated, Any, Literal
 
 from msgspec import Meta, Struct
 
 from thorgen.endpoints.base import Endpoint, Image
+from thorgen.endpoints.diffusion import data_uri, pick_seed, seeded_generator, step_reporter
 from thorgen.errors import InputError
 from thorgen.jobs.context import JobContext
 
@@ -130,7 +129,7 @@ def fit_input_image(width: int, height: int) -> tuple[int, int]:
 
 def text_to_image(ctx: JobContext, args: FluxInput) -> FluxOutput:
     width, height = output_size(args.image_size, args.aspect_ratio)
-    seed = args.seed if args.seed is not None else secrets.randbelow(2**32)
+    seed = pick_seed(args.seed)
     with ctx.lease() as model:
         pipe = model.pipeline
         ctx.log(f"{width}x{height}, {args.num_inference_steps} steps, seed {seed}")
@@ -138,9 +137,9 @@ def text_to_image(ctx: JobContext, args: FluxInput) -> FluxOutput:
         images = pipe(
             prompt=args.prompt, width=width, height=height, num_inference_steps=args.num_inference_steps,
             guidance_scale=args.guidance_scale, num_images_per_prompt=args.num_images,
-            generator=_generator(seed),
+            generator=seeded_generator(seed),
             max_sequence_length=_max_sequence_length(pipe, 256 if isinstance(args, SchnellInput) else 512),
-            callback_on_step_end=_step_reporter(ctx, args.num_inference_steps),
+            callback_on_step_end=step_reporter(ctx, args.num_inference_steps),
         ).images
         inference = time.perf_counter() - started
     return _output(ctx, images, args, seed, inference)
@@ -161,7 +160,7 @@ def image_to_image(ctx: JobContext, args: ImageToImageInput) -> FluxOutput:
                          "far too many pixels)") from None
     width, height = fit_input_image(*source.size)
     source = source.resize((width, height))
-    seed = args.seed if args.seed is not None else secrets.randbelow(2**32)
+    seed = pick_seed(args.seed)
     steps = int(args.num_inference_steps * args.strength)
     with ctx.lease() as model:
         pipe = model.derived(FluxImg2ImgPipeline)
@@ -171,31 +170,16 @@ def image_to_image(ctx: JobContext, args: ImageToImageInput) -> FluxOutput:
         images = pipe(
             prompt=args.prompt, image=source, strength=args.strength, width=width, height=height,
             num_inference_steps=args.num_inference_steps, guidance_scale=args.guidance_scale,
-            num_images_per_prompt=args.num_images, generator=_generator(seed),
-            max_sequence_length=_max_sequence_length(pipe, 512), callback_on_step_end=_step_reporter(ctx, steps),
+            num_images_per_prompt=args.num_images, generator=seeded_generator(seed),
+            max_sequence_length=_max_sequence_length(pipe, 512), callback_on_step_end=step_reporter(ctx, steps),
         ).images
         inference = time.perf_counter() - started
     return _output(ctx, images, args, seed, inference)
 
 
-def _generator(seed: int) -> Any:
-    import torch
-
-    # A CPU generator makes the same seed give the same image on the CPU and on a GPU.
-    return torch.Generator(device="cpu").manual_seed(seed)
-
-
 def _max_sequence_length(pipe: Any, limit: int) -> int:
     """T5 tokens: dev takes 512, schnell was trained on 256; a smaller tokenizer (the tiny one) caps it."""
     return int(min(limit, getattr(pipe.tokenizer_2, "model_max_length", limit)))
-
-
-def _step_reporter(ctx: JobContext, total: int) -> Any:
-    def on_step_end(pipe: Any, step: int, timestep: Any, tensors: dict[str, Any]) -> dict[str, Any]:
-        ctx.step(step + 1, getattr(pipe, "num_timesteps", None) or total, "denoising step")
-        return tensors
-
-    return on_step_end
 
 
 def _output(ctx: JobContext, images: list[Any], args: _Common, seed: int,
@@ -208,7 +192,7 @@ def _output(ctx: JobContext, images: list[Any], args: _Common, seed: int,
         image.save(buffer, fmt, **({"quality": 95} if fmt == "JPEG" else {}))
         data = buffer.getvalue()
         if args.sync_mode:  # fal: media comes back inline as data URIs, and nothing is stored
-            url = f"data:{content_type};base64,{base64.b64encode(data).decode()}"
+            url = data_uri(data, content_type)
             stored.append(Image(url=url, content_type=content_type, file_name=f"image-{index}.{ext}",
                                 file_size=len(data), width=image.width, height=image.height))
             continue

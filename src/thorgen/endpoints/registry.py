@@ -8,12 +8,12 @@ from typing import Any
 import msgspec
 
 from thorgen.config import Config
-from thorgen.endpoints import ffmpeg, flux
+from thorgen.endpoints import cosmos, ffmpeg, flux
 from thorgen.endpoints.base import Endpoint
 from thorgen.errors import FalError
 from thorgen.models.store import model_status
 
-FAMILIES = [ffmpeg, flux]
+FAMILIES = [ffmpeg, flux, cosmos]
 
 
 class Registry:
@@ -44,9 +44,11 @@ class Registry:
             )
         reason = self.unavailable_reason(endpoint)
         if reason:
-            # 424 Failed Dependency: the endpoint exists but its model is missing. Not 503, which
-            # fal's JS client would retry.
-            raise FalError(reason, status=424, error_type="model_not_installed")
+            # 424 Failed Dependency: the endpoint exists but its model (or a package) is missing.
+            # Not 503, which fal's JS client would retry.
+            missing_model = self.model_reason(endpoint) is not None
+            raise FalError(reason, status=424,
+                           error_type="model_not_installed" if missing_model else "dependency_not_installed")
         return endpoint
 
     def model_for(self, endpoint: Endpoint) -> str | None:
@@ -54,6 +56,12 @@ class Registry:
         return self.config.endpoint_models.get(endpoint.id, endpoint.model)
 
     def unavailable_reason(self, endpoint: Endpoint) -> str | None:
+        reason = self.model_reason(endpoint)
+        if reason is None and endpoint.requires is not None:
+            reason = endpoint.requires(self.config)
+        return reason
+
+    def model_reason(self, endpoint: Endpoint) -> str | None:
         name = self.model_for(endpoint)
         if name is None:
             return None

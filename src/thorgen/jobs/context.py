@@ -12,6 +12,7 @@ from thorgen.errors import Cancelled
 from thorgen.jobs.record import Job, LogEntry
 
 if TYPE_CHECKING:
+    from thorgen.config import Config
     from thorgen.jobs.service import JobService
     from thorgen.models.swapper import Lease
 
@@ -23,6 +24,10 @@ class JobContext:
         self.model = model  # the [models.NAME] this job's endpoint runs
         self._service = service
         self._scratch: Path | None = None
+
+    @property
+    def config(self) -> Config:
+        return self._service.config
 
     def lease(self, name: str | None = None) -> AbstractContextManager[Lease]:
         """Borrow a loaded model (this endpoint's own by default) for the length of a ``with`` block."""

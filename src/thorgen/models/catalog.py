@@ -15,6 +15,9 @@ from typing import Any
 DIFFUSERS_FILES = ["model_index.json", "*/*.json", "*/*.safetensors", "*/*.txt", "*/*.model", "*/*.jinja"]
 
 
+COSMOS_LICENCE = "NVIDIA Open Model License (requires a safety guardrail)"
+
+
 @dataclass(frozen=True)
 class CatalogEntry:
     config: dict[str, Any]
@@ -38,6 +41,32 @@ CATALOG: dict[str, CatalogEntry] = {
         licence="Apache-2.0",
         gated=False,
         approx_bytes=33_700_000_000,
+    ),
+    # Cosmos: text, image and video to video in one pipeline. The diffusers weights live on a branch.
+    "cosmos-predict2.5": CatalogEntry(
+        config={"family": "cosmos", "path": "cosmos-predict2.5", "source": "nvidia/Cosmos-Predict2.5-2B",
+                "revision": "diffusers/base/post-trained", "pipeline": "Cosmos2_5_PredictBasePipeline",
+                "dtype": "bfloat16"},
+        licence=COSMOS_LICENCE,
+        gated=True,
+        approx_bytes=21_000_000_000,  # 2 B transformer, Cosmos-Reason1-7B text encoder, Wan 2.1 VAE
+    ),
+    # Cosmos Predict2, the alternative: image or video to video; text to video goes through Text2Image.
+    "cosmos-predict2-video2world": CatalogEntry(
+        config={"family": "cosmos", "path": "cosmos-predict2-video2world",
+                "source": "nvidia/Cosmos-Predict2-2B-Video2World", "pipeline": "Cosmos2VideoToWorldPipeline",
+                "dtype": "bfloat16"},
+        licence=COSMOS_LICENCE,
+        gated=True,
+        approx_bytes=13_900_000_000,  # 2 B transformer, T5-11B encoder, Wan 2.1 VAE
+    ),
+    "cosmos-predict2-text2image": CatalogEntry(
+        config={"family": "cosmos", "path": "cosmos-predict2-text2image",
+                "source": "nvidia/Cosmos-Predict2-2B-Text2Image", "pipeline": "Cosmos2TextToImagePipeline",
+                "dtype": "bfloat16"},
+        licence=COSMOS_LICENCE,
+        gated=True,
+        approx_bytes=13_900_000_000,
     ),
 }
 

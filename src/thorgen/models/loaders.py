@@ -54,8 +54,20 @@ class Loader:
         if device.startswith("cuda") and not torch.cuda.is_available():
             raise FalError(f"models.{name}.device is {model.device!r} but torch sees no CUDA GPU here "
                            "(set device = \"auto\" or \"cpu\")", status=424, error_type="device_unavailable")
+        extra: dict[str, Any] = {}
+        if model.family == "cosmos":
+            from thorgen.models import cosmos
+
+            cosmos.install_torchvision_stand_ins()
+            # Given to the constructor, or it builds cosmos_guardrail's checker itself (see models/cosmos.py).
+            extra["safety_checker"] = cosmos.passthrough_checker()
         pipeline = pipeline_class.from_pretrained(status.path, dtype=getattr(torch, model.dtype),
-                                                  local_files_only=True)
+                                                  local_files_only=True, **extra)
+        if model.family == "cosmos" and self.config.guardrail_on:
+            # Registered as a component: moved, sized and freed with the pipeline it guards.
+            pipeline.register_modules(guardrail=cosmos.load_guardrail())
+        if model.family == "cosmos":
+            pipeline.vae.enable_tiling()  # decodes 720p x 93 frames in tiles instead of all at once
         if device != "cpu":  # loaded onto the CPU; move only when it has to go elsewhere
             pipeline.to(device)
         pipeline.set_progress_bar_config(disable=True)

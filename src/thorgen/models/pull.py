@@ -12,12 +12,16 @@ from pathlib import Path
 from thorgen.config import Config
 from thorgen.models.catalog import CATALOG, DIFFUSERS_FILES
 
+GUARDRAIL = "cosmos-guardrail"
+
 
 class PullError(Exception):
     pass
 
 
 def pull(config: Config, name: str) -> Path:
+    if name == GUARDRAIL:
+        return pull_guardrail()
     if name not in config.models:
         raise PullError(f"no model named {name!r}; `thorgen models list` shows the names")
     model = config.models[name]
@@ -50,6 +54,27 @@ def pull(config: Config, name: str) -> Path:
             raise PullError(_gated_message(model.source)) from None
         raise PullError(f"downloading {model.source} failed: {exc}") from None
     return target
+
+
+def pull_guardrail() -> Path:
+    """The Cosmos guardrail's weights, fetched the way the cosmos_guardrail package looks for them.
+
+    Its constructor downloads them (a blocklist, Qwen3Guard, a face filter) into the Hugging Face
+    cache; thorgen serves with HF_HUB_OFFLINE=1, so at serve time it only ever reads that cache.
+    """
+    try:
+        from cosmos_guardrail import CosmosSafetyChecker
+    except ImportError:
+        raise PullError("the cosmos_guardrail package is not installed: pip install 'thorgen[guardrail]'") from None
+    from huggingface_hub import constants
+
+    if constants.HF_HUB_OFFLINE:
+        raise PullError("HF_HUB_OFFLINE=1 is set: run the pull where the Hugging Face Hub is reachable")
+    try:
+        CosmosSafetyChecker()
+    except Exception as exc:
+        raise PullError(f"fetching the Cosmos guardrail failed: {type(exc).__name__}: {exc}") from None
+    return Path(constants.HF_HUB_CACHE)
 
 
 def _has_token() -> bool:

@@ -131,17 +131,18 @@ class ModelRuntime:
 
 def write_missing_tiny(config: Config, *, force: bool = False) -> list[str]:
     """Write a tiny checkpoint for every configured model whose family has a builder."""
-    from thorgen.models.tiny import BUILDERS, write_tiny
+    from thorgen.models.tiny import builder_for, write_tiny
 
     tiny = as_tiny(config)
     written = []
     for name in sorted(tiny.models):
-        family = tiny.model(name).family
-        if family not in BUILDERS:
+        model = tiny.model(name)
+        build = builder_for(model.pipeline, model.family)
+        if build is None:
             continue
         if force or not model_status(tiny, name).installed:
             tiny.models_dir.mkdir(parents=True, exist_ok=True)
-            write_tiny(family, tiny.model_path(name))
+            write_tiny(build, tiny.model_path(name))
             written.append(name)
     return written
 

@@ -69,6 +69,40 @@ def clip_tokenizer() -> Any:
     return CLIPTokenizer(vocab=vocab, merges=merges, model_max_length=77)  # tuples, not "a b" strings
 
 
+# Qwen2's special tokens: the chat markers, and the vision markers a Qwen2.5-VL config points at.
+QWEN_SPECIALS = ["<|endoftext|>", "<|im_start|>", "<|im_end|>", "<|vision_start|>", "<|vision_end|>",
+                 "<|image_pad|>", "<|video_pad|>"]
+# Renders <|im_start|>role\ntext<|im_end|>\n for string content or a list of {"type": "text"} parts.
+QWEN_CHAT_TEMPLATE = (
+    "{% for message in messages %}<|im_start|>{{ message['role'] }}\n"
+    "{% if message['content'] is string %}{{ message['content'] }}"
+    "{% else %}{% for part in message['content'] %}{% if part['type'] == 'text' %}{{ part['text'] }}"
+    "{% endif %}{% endfor %}{% endif %}<|im_end|>\n{% endfor %}"
+    "{% if add_generation_prompt %}<|im_start|>assistant\n{% endif %}")
+
+
+def qwen2_tokenizer(max_length: int = 128) -> Any:
+    """A Qwen2 byte-level BPE tokenizer (no word-end suffix) with chat markers and a chat template."""
+    from tokenizers import AddedToken, Tokenizer, models, pre_tokenizers, trainers
+    from transformers import Qwen2Tokenizer
+
+    raw = Tokenizer(models.BPE())
+    raw.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+    trainer = trainers.BpeTrainer(vocab_size=400, special_tokens=QWEN_SPECIALS[:1],
+                                  initial_alphabet=pre_tokenizers.ByteLevel.alphabet())
+    raw.train_from_iterator(CORPUS, trainer)
+    model = _json(raw)["model"]
+    vocab: dict[str, int] = dict(model["vocab"])
+    for char in pre_tokenizers.ByteLevel.alphabet():
+        vocab.setdefault(char, len(vocab))
+    merges: Any = [tuple(m.split(" ")) if isinstance(m, str) else tuple(m) for m in model["merges"]]
+    tokenizer = Qwen2Tokenizer(vocab=vocab, merges=merges, model_max_length=max_length)
+    # Registered as special, or they would be split into characters.
+    tokenizer.add_tokens([AddedToken(token, special=True) for token in QWEN_SPECIALS[1:]], special_tokens=True)
+    tokenizer.chat_template = QWEN_CHAT_TEMPLATE
+    return tokenizer
+
+
 def _json(raw: Any) -> dict[str, Any]:
     import json
 
@@ -111,17 +145,35 @@ def build_flux() -> Any:
                         text_encoder_2=text_encoder_2, tokenizer_2=tokenizer_2, transformer=transformer)
 
 
-# family -> builder; each later family adds its own.
-BUILDERS: dict[str, Callable[[], Any]] = {"flux": build_flux}
+def _cosmos(builder: str) -> Callable[[], Any]:
+    def build() -> Any:
+        from thorgen.models import cosmos
+
+        return getattr(cosmos, builder)()
+
+    return build
 
 
-def write_tiny(family: str, target: Path) -> Path:
-    """Build a family's tiny pipeline and save it to ``target`` (replacing what is there)."""
-    pipeline = BUILDERS[family]()
+# A model's pipeline class (or, failing that, its family) -> the builder of its tiny version.
+BUILDERS: dict[str, Callable[[], Any]] = {
+    "flux": build_flux,
+    "Cosmos2_5_PredictBasePipeline": _cosmos("build_cosmos2_5"),
+    "Cosmos2VideoToWorldPipeline": _cosmos("build_cosmos2_video2world"),
+    "Cosmos2TextToImagePipeline": _cosmos("build_cosmos2_text2image"),
+}
+
+
+def builder_for(pipeline: str, family: str) -> Callable[[], Any] | None:
+    return BUILDERS.get(pipeline) or BUILDERS.get(family)
+
+
+def write_tiny(build: Callable[[], Any], target: Path) -> Path:
+    """Build a tiny pipeline and save it to ``target`` (replacing what is there)."""
+    pipeline = build()
     partial = target.with_name(target.name + ".partial")
     shutil.rmtree(partial, ignore_errors=True)
     pipeline.save_pretrained(partial, safe_serialization=True)
     shutil.rmtree(target, ignore_errors=True)
     partial.rename(target)
-    log.info("wrote tiny %s model to %s", family, target)
+    log.info("wrote tiny %s to %s", type(pipeline).__name__, target)
     return target

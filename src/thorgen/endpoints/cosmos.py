@@ -1,0 +1,296 @@
+"""Video with NVIDIA Cosmos: fal's cosmos-predict-2.5 ids, and every video id the editor sends.
+
+Cosmos Predict2.5 (the default model) makes text-to-video, image-to-video and video-to-video in one
+pipeline. Cosmos Predict2 Video2World can answer instead (``[endpoint_models]``); it needs a first
+frame, so for text-to-video ``[cosmos] first_frame_model`` (Predict2 Text2Image) makes one first.
+
+The editor's video models (minimax, hunyuan, kling, luma, veo2, ltx) are aliases of text-to-video,
+with and without the ``/image-to-video`` suffix it appends when an image is set: ``image_url`` (or
+ltx's first ``images[].image_url``) is then the first frame. Fields Cosmos has no use for
+(``seconds_total``, ``image_size``, ``advanced_camera_control``...) are ignored, never an error.
+
+Outputs are only ``{video, seed}``: an ``images`` array would make the editor show a still.
+
+The guardrail (NVIDIA Open Model License) runs here, on the prompt before and the frames after each
+clip, when ``[cosmos] guardrail`` is on; models/cosmos.py says why it is not left to diffusers.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import time
+from typing import Annotated, Any, Literal
+
+from msgspec import Meta, Struct
+
+from thorgen.config import Config
+from thorgen.endpoints.base import Endpoint, File
+from thorgen.endpoints.diffusion import data_uri, pick_seed, seeded_generator, step_reporter
+from thorgen.errors import FalError, InputError
+from thorgen.jobs.context import JobContext
+
+FPS = 16  # Cosmos Predict2 and 2.5 are trained and exported at 16 frames per second
+MIN_FRAMES, MAX_FRAMES = 9, 93
+# (width, height) per aspect ratio; 720p is Cosmos's native 1280x704. "tiny" is for tiny mode only.
+SIZES = {
+    "720p": {"16:9": (1280, 704), "9:16": (704, 1280), "1:1": (960, 960), "4:3": (960, 704), "3:4": (704, 960)},
+    "480p": {"16:9": (832, 480), "9:16": (480, 832), "1:1": (640, 640), "4:3": (640, 480), "3:4": (480, 640)},
+    "tiny": {"16:9": (112, 64), "9:16": (64, 112), "1:1": (64, 64), "4:3": (80, 64), "3:4": (64, 80)},
+}
+AspectRatio = Literal["16:9", "9:16", "1:1", "4:3", "3:4"]
+VideoOutputType = Literal["X264 (.mp4)", "VP9 (.webm)", "GIF (.gif)", "PRORES4444 (.mov)"]
+Seed = Annotated[int, Meta(ge=0, le=2**63 - 1)]
+CONDITIONING_FRAMES = 5  # Video2World continues from the last 4 * (2 - 1) + 1 frames of its input
+
+
+class FrameImage(Struct):
+    """ltx-video multiconditioning's frame images; the first one is used as the first frame."""
+
+    image_url: str
+    start_frame_num: int = 0
+
+
+class _VideoCommon(Struct, kw_only=True):
+    prompt: Annotated[str, Meta(max_length=10_000)] = ""
+    negative_prompt: Annotated[str, Meta(max_length=10_000)] | None = None  # None: the pipeline's long default
+    num_frames: Annotated[int, Meta(ge=MIN_FRAMES, le=MAX_FRAMES)] = MAX_FRAMES
+    num_inference_steps: Annotated[int, Meta(ge=1, le=100)] = 35
+    guidance_scale: Annotated[float, Meta(ge=0, le=20)] = 7.0
+    seed: Seed | None = None
+    aspect_ratio: AspectRatio | None = None  # None: the conditioning image's shape, else 16:9
+    sync_mode: bool = False
+    video_output_type: VideoOutputType = "X264 (.mp4)"
+    video_quality: Literal["low", "medium", "high", "maximum"] = "high"
+
+
+class TextToVideoInput(_VideoCommon, kw_only=True):
+    """fal's text-to-video, and the editor's ids: any conditioning it sends is used."""
+
+    image_url: str | None = None
+    video_url: str | None = None
+    images: list[FrameImage] | None = None
+
+
+class ImageToVideoInput(_VideoCommon, kw_only=True):
+    image_url: str
+
+
+class VideoToVideoInput(_VideoCommon, kw_only=True):
+    video_url: str
+
+
+class VideoFile(File):
+    width: int
+    height: int
+    fps: float
+    duration: float
+    num_frames: int
+
+
+class VideoOutput(Struct):
+    video: VideoFile
+    seed: int
+
+
+# -- running ------------------------------------------------------------------------------------
+
+def generate(ctx: JobContext, args: TextToVideoInput | ImageToVideoInput | VideoToVideoInput) -> VideoOutput:
+    image_url = getattr(args, "image_url", None)
+    images = getattr(args, "images", None)
+    if image_url is None and images:
+        image_url = images[0].image_url
+    video_url = getattr(args, "video_url", None)
+    if image_url and video_url:
+        raise InputError("video_url", "Give image_url (first frame) or video_url (clip to continue), not both")
+
+    first = _read_image(ctx, image_url) if image_url else None
+    clip = _read_clip(ctx, video_url) if video_url else None
+    sample = first or (clip[-1] if clip else None)
+    width, height = output_size(ctx.config, args.aspect_ratio, sample.size if sample else None)
+    seed = pick_seed(args.seed)
+    model_name = ctx.model
+    assert model_name is not None
+    pipeline_class = ctx.config.model(model_name).pipeline
+
+    if pipeline_class == "Cosmos2VideoToWorldPipeline" and first is None and clip is None:
+        first = _first_frame(ctx, args, width, height, seed)  # Predict2 Video2World needs one
+    from thorgen.media.video import cover
+
+    with ctx.lease() as model:
+        pipe = model.pipeline
+        _check_prompt(pipe, args.prompt)
+        frames = _frame_count(ctx, pipe, args.num_frames)
+        mode = "video-to-video" if clip else "image-to-video" if first else "text-to-video"
+        ctx.log(f"{mode}: {width}x{height}, {frames} frames at {FPS} fps, {args.num_inference_steps} steps, "
+                f"seed {seed} ({type(pipe).__name__})")
+        call: dict[str, Any] = {
+            "prompt": args.prompt, "negative_prompt": args.negative_prompt, "height": height, "width": width,
+            "num_frames": frames, "num_inference_steps": args.num_inference_steps,
+            "guidance_scale": args.guidance_scale, "generator": seeded_generator(seed),
+            "max_sequence_length": _max_sequence_length(pipe),
+            "callback_on_step_end": step_reporter(ctx, args.num_inference_steps),
+        }
+        if first is not None:
+            call["image"] = cover(first, width, height)
+        if clip is not None:
+            call["video"] = [cover(frame, width, height) for frame in clip]
+        started = time.perf_counter()
+        result = pipe(**call).frames[0]
+        ctx.log(f"generated in {time.perf_counter() - started:.1f} s")
+        result = _check_frames(pipe, result)
+    return _output(ctx, args, result, seed)
+
+
+def output_size(config: Config, aspect_ratio: str | None, image_size: tuple[int, int] | None) -> tuple[int, int]:
+    """The clip's (width, height): from aspect_ratio, else the nearest to the conditioning image, else 16:9."""
+    table = SIZES["tiny" if config.runtime.tiny else config.cosmos.resolution]
+    if aspect_ratio is None and image_size is not None:
+        shape = image_size[0] / image_size[1]
+        aspect_ratio = min(table, key=lambda ratio: abs(table[ratio][0] / table[ratio][1] - shape))
+    return table[aspect_ratio or "16:9"]
+
+
+def _frame_count(ctx: JobContext, pipe: Any, requested: int) -> int:
+    """The frames to make: as asked, within what the model's position embedding covers (tiny: 29)."""
+    latent_limit = pipe.transformer.config.max_size[0]
+    most = (latent_limit - 1) * pipe.vae_scale_factor_temporal + 1
+    if requested > most:
+        ctx.log(f"this model makes at most {most} frames; making {most} instead of {requested}", "WARNING")
+        return int(most)
+    return requested
+
+
+def _max_sequence_length(pipe: Any) -> int:
+    """Prompt tokens: Cosmos takes 512; a smaller tokenizer (the tiny one) caps it."""
+    return int(min(512, getattr(pipe.tokenizer, "model_max_length", 512)))
+
+
+def _first_frame(ctx: JobContext, args: _VideoCommon, width: int, height: int, seed: int) -> Any:
+    """Predict2 text-to-video: the first frame comes from Cosmos Predict2 Text2Image."""
+    with ctx.lease(ctx.config.cosmos.first_frame_model) as model:
+        pipe = model.pipeline
+        _check_prompt(pipe, args.prompt)
+        ctx.log(f"first frame: {width}x{height} with {ctx.config.cosmos.first_frame_model}")
+        return pipe(prompt=args.prompt, negative_prompt=args.negative_prompt, height=height, width=width,
+                    num_inference_steps=args.num_inference_steps, guidance_scale=args.guidance_scale,
+                    generator=seeded_generator(seed), max_sequence_length=_max_sequence_length(pipe),
+                    callback_on_step_end=step_reporter(ctx, args.num_inference_steps, "first frame step"),
+                    ).images[0]
+
+
+def _check_prompt(pipe: Any, prompt: str) -> None:
+    guardrail = getattr(pipe, "guardrail", None)
+    if guardrail is not None and not guardrail.check_text_safety(prompt):
+        raise InputError("prompt", "The Cosmos safety guardrail blocked this prompt", "content_policy_violation")
+
+
+def _check_frames(pipe: Any, frames: list[Any]) -> list[Any]:
+    """The guardrail's video check: it may refuse the clip, or return it changed (faces blurred)."""
+    guardrail = getattr(pipe, "guardrail", None)
+    if guardrail is None:
+        return frames
+    import numpy as np
+    from PIL import Image
+
+    checked = guardrail.check_video_safety(np.stack([np.asarray(frame.convert("RGB")) for frame in frames]))
+    if checked is None:
+        raise FalError("The Cosmos safety guardrail blocked the generated video", status=422,
+                       error_type="content_policy_violation")
+    return [Image.fromarray(np.asarray(frame, dtype=np.uint8)) for frame in checked]
+
+
+def _read_image(ctx: JobContext, url: str) -> Any:
+    from PIL import Image
+
+    path = ctx.resolve(url, "image_url")
+    try:
+        with Image.open(path) as opened:
+            return opened.convert("RGB")
+    except (OSError, ValueError, Image.DecompressionBombError):
+        raise InputError("image_url", "The file at image_url is not an image thorgen can read") from None
+
+
+def _read_clip(ctx: JobContext, url: str) -> list[Any]:
+    from thorgen.media.video import last_frames
+
+    path = ctx.resolve(url, "video_url")
+    try:
+        frames = last_frames(path, CONDITIONING_FRAMES)
+    except Exception:  # PyAV raises many kinds for files that are not video
+        raise InputError("video_url", "The file at video_url is not a video thorgen can read") from None
+    if len(frames) < CONDITIONING_FRAMES:
+        raise InputError("video_url", f"The video needs at least {CONDITIONING_FRAMES} frames to continue from")
+    return frames
+
+
+def _output(ctx: JobContext, args: _VideoCommon, frames: list[Any], seed: int) -> VideoOutput:
+    from thorgen.media.video import FORMATS, write_video
+
+    spec = FORMATS[args.video_output_type]
+    width, height = frames[0].size
+    key, path = ctx.new_output(spec.ext)
+    write_video(frames, path, FPS, args.video_output_type, args.video_quality)
+    described = ctx.file(key, f"output.{spec.ext}")
+    if args.sync_mode:  # inline, and nothing kept
+        data = path.read_bytes()
+        path.unlink()
+        described = {**described, "url": data_uri(data, spec.content_type)}
+    video = VideoFile(**described, width=width, height=height, fps=float(FPS),
+                      duration=round(len(frames) / FPS, 6), num_frames=len(frames))
+    return VideoOutput(video=video, seed=seed)
+
+
+def guardrail_requirement(config: Config) -> str | None:
+    """At submit: Cosmos with its guardrail on needs the cosmos_guardrail package."""
+    if not config.guardrail_on or importlib.util.find_spec("cosmos_guardrail") is not None:
+        return None
+    return ("Cosmos needs its safety guardrail (NVIDIA Open Model License) and the cosmos_guardrail package is "
+            "not installed: pip install 'thorgen[guardrail]', then `thorgen models pull cosmos-guardrail`; or set "
+            "[cosmos] guardrail = false in config.toml (read the README's \"Cosmos safety guardrail\" first)")
+
+
+# -- what thorgen cannot do locally -----------------------------------------------------------------
+
+class _Anything(Struct, kw_only=True):
+    prompt: str = ""
+    video_url: str | None = None
+
+
+def _unavailable(what: str) -> Any:
+    def run(ctx: JobContext, args: _Anything) -> VideoOutput:
+        raise FalError(f"{what} is not available in thorgen: no local model does it", status=501,
+                       error_type="not_available_locally")
+
+    return run
+
+
+T2V = "fal-ai/cosmos-predict-2.5/text-to-video"
+ENDPOINTS = [
+    Endpoint(T2V, TextToVideoInput, VideoOutput, generate, "gpu",
+             "Cosmos Predict2.5 text-to-video (an optional image_url or video_url conditions it)",
+             model="cosmos-predict2.5", requires=guardrail_requirement),
+    Endpoint("fal-ai/cosmos-predict-2.5/image-to-video", ImageToVideoInput, VideoOutput, generate, "gpu",
+             "Cosmos Predict2.5 image-to-video (image_url is the first frame)",
+             model="cosmos-predict2.5", requires=guardrail_requirement),
+    Endpoint("fal-ai/cosmos-predict-2.5/video-to-video", VideoToVideoInput, VideoOutput, generate, "gpu",
+             "Cosmos Predict2.5 video-to-video (continues the clip at video_url)",
+             model="cosmos-predict2.5", requires=guardrail_requirement),
+    Endpoint("fal-ai/sync-lipsync", _Anything, VideoOutput, _unavailable("Lip sync (fal-ai/sync-lipsync)"),
+             "utility", "Not available locally: always fails with a clear error"),
+    Endpoint("fal-ai/topaz/upscale/video", _Anything, VideoOutput,
+             _unavailable("Video upscaling (fal-ai/topaz/upscale/video)"), "utility",
+             "Not available locally: always fails with a clear error"),
+]
+
+# The editor's video ids (starter-kit.md §2.2), each also with the "/image-to-video" it appends.
+EDITOR_VIDEO_IDS = [
+    "fal-ai/minimax/video-01-live", "fal-ai/hunyuan-video", "fal-ai/kling-video/v1.5/pro",
+    "fal-ai/kling-video/v1/standard/text-to-video", "fal-ai/luma-dream-machine", "fal-ai/veo2",
+    "fal-ai/ltx-video-v095/multiconditioning",
+]
+ALIASES = {
+    **{video_id: T2V for video_id in EDITOR_VIDEO_IDS},
+    **{f"{video_id}/image-to-video": T2V for video_id in EDITOR_VIDEO_IDS},
+    "fal-ai/sync-lipsync/image-to-video": "fal-ai/sync-lipsync",
+    "fal-ai/topaz/upscale/video/image-to-video": "fal-ai/topaz/upscale/video",
+}
