@@ -16,6 +16,7 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from thorgen import __version__
 from thorgen.config import Config
+from thorgen.endpoints import cosmos
 from thorgen.endpoints.flux import SAFETY_NOTE
 from thorgen.endpoints.registry import Registry
 from thorgen.errors import FalError
@@ -103,7 +104,7 @@ def describe(config: Config, service: JobService, auth: Auth) -> dict[str, Any]:
         "version": __version__,
         "machine": platform.machine(),
         "runtime": service.runtime.snapshot(),
-        "safety_checkers": {"flux": SAFETY_NOTE},
+        "safety_checkers": {"flux": SAFETY_NOTE, "cosmos": cosmos.safety_note(service.config)},
         "auth_required": auth.enabled,
         "lanes": {
             name: {"workers": lane.workers, "busy": lane.busy, "queued": lane.depth}
@@ -119,6 +120,8 @@ def announce(config: Config, service: JobService) -> None:
     """Say at start what works and what is missing, and how to get it."""
     available = [row["id"] for row in service.registry.listing() if row["available"]]
     log.info("thorgen %s: %d endpoints ready: %s", __version__, len(available), ", ".join(available))
+    guardrail = cosmos.safety_note(config)
+    (log.info if config.guardrail_on else log.warning)("Cosmos safety guardrail: %s", guardrail)
     if config.runtime.tiny:
         log.warning(TINY_NOTE)
         return

@@ -179,14 +179,14 @@ def _first_frame(ctx: JobContext, args: _VideoCommon, width: int, height: int, s
 
 
 def _check_prompt(pipe: Any, prompt: str) -> None:
-    guardrail = getattr(pipe, "guardrail", None)
+    guardrail = getattr(pipe.safety_checker, "guardrail", None)
     if guardrail is not None and not guardrail.check_text_safety(prompt):
         raise InputError("prompt", "The Cosmos safety guardrail blocked this prompt", "content_policy_violation")
 
 
 def _check_frames(pipe: Any, frames: list[Any]) -> list[Any]:
     """The guardrail's video check: it may refuse the clip, or return it changed (faces blurred)."""
-    guardrail = getattr(pipe, "guardrail", None)
+    guardrail = getattr(pipe.safety_checker, "guardrail", None)
     if guardrail is None:
         return frames
     import numpy as np
@@ -240,6 +240,16 @@ def _output(ctx: JobContext, args: _VideoCommon, frames: list[Any], seed: int) -
     return VideoOutput(video=video, seed=seed)
 
 
+def safety_note(config: Config) -> str:
+    """For /info and the start-up log: what the guardrail does with this config."""
+    if config.runtime.tiny:
+        return "tiny mode: the Cosmos guardrail does not run (tiny outputs are noise)"
+    if not config.cosmos.guardrail:
+        return ("OFF ([cosmos] guardrail = false): no prompt or clip is checked, which the NVIDIA Open Model "
+                "License does not allow without an equivalent guardrail of your own")
+    return "on: cosmos_guardrail checks every prompt (blocklist, Qwen3Guard) and every clip (face blur)"
+
+
 def guardrail_requirement(config: Config) -> str | None:
     """At submit: Cosmos with its guardrail on needs the cosmos_guardrail package."""
     if not config.guardrail_on or importlib.util.find_spec("cosmos_guardrail") is not None:
@@ -268,13 +278,13 @@ T2V = "fal-ai/cosmos-predict-2.5/text-to-video"
 ENDPOINTS = [
     Endpoint(T2V, TextToVideoInput, VideoOutput, generate, "gpu",
              "Cosmos Predict2.5 text-to-video (an optional image_url or video_url conditions it)",
-             model="cosmos-predict2.5", requires=guardrail_requirement),
+             model="cosmos-predict25", requires=guardrail_requirement),
     Endpoint("fal-ai/cosmos-predict-2.5/image-to-video", ImageToVideoInput, VideoOutput, generate, "gpu",
              "Cosmos Predict2.5 image-to-video (image_url is the first frame)",
-             model="cosmos-predict2.5", requires=guardrail_requirement),
+             model="cosmos-predict25", requires=guardrail_requirement),
     Endpoint("fal-ai/cosmos-predict-2.5/video-to-video", VideoToVideoInput, VideoOutput, generate, "gpu",
              "Cosmos Predict2.5 video-to-video (continues the clip at video_url)",
-             model="cosmos-predict2.5", requires=guardrail_requirement),
+             model="cosmos-predict25", requires=guardrail_requirement),
     Endpoint("fal-ai/sync-lipsync", _Anything, VideoOutput, _unavailable("Lip sync (fal-ai/sync-lipsync)"),
              "utility", "Not available locally: always fails with a clear error"),
     Endpoint("fal-ai/topaz/upscale/video", _Anything, VideoOutput,

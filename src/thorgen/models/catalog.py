@@ -43,8 +43,8 @@ CATALOG: dict[str, CatalogEntry] = {
         approx_bytes=33_700_000_000,
     ),
     # Cosmos: text, image and video to video in one pipeline. The diffusers weights live on a branch.
-    "cosmos-predict2.5": CatalogEntry(
-        config={"family": "cosmos", "path": "cosmos-predict2.5", "source": "nvidia/Cosmos-Predict2.5-2B",
+    "cosmos-predict25": CatalogEntry(
+        config={"family": "cosmos", "path": "cosmos-predict25", "source": "nvidia/Cosmos-Predict2.5-2B",
                 "revision": "diffusers/base/post-trained", "pipeline": "Cosmos2_5_PredictBasePipeline",
                 "dtype": "bfloat16"},
         licence=COSMOS_LICENCE,

@@ -5,8 +5,8 @@ The guardrail. The NVIDIA Open Model License requires one. diffusers' Cosmos pip
 ``cosmos_guardrail.CosmosSafetyChecker`` themselves unless given a checker, and only run its video
 check when it is that exact class. thorgen makes the checks explicit instead: every Cosmos pipeline
 gets a ``PassThroughChecker`` component, and the Cosmos endpoints call the real guardrail
-(``load_guardrail``, registered on the pipeline as ``guardrail`` so it is moved, sized and freed
-with it) on the prompt before generating and on the frames after. With ``[cosmos] guardrail = false``
+(``load_guardrail``, carried by that component so it is moved, sized and freed with the pipeline)
+on the prompt before generating and on the frames after. With ``[cosmos] guardrail = false``
 no guardrail is loaded and nothing is checked; the README says what that means.
 
 torchvision. Cosmos calls two torchvision functions (a nearest resize of the padding mask, and
@@ -31,12 +31,20 @@ GUARDRAIL_EXTRA = "pip install 'thorgen[guardrail]'"
 
 
 class PassThroughChecker(ModelMixin, ConfigMixin):  # type: ignore[misc]
-    """A safety-checker component that lets everything through: thorgen runs the guardrail itself."""
+    """The pipelines' safety-checker component: lets everything through, and carries the guardrail.
 
-    def __init__(self) -> None:
+    diffusers calls ``check_text_safety`` and ``check_video_safety`` on it, which pass; thorgen calls
+    the real guardrail held in ``guardrail`` itself. The guardrail's networks are registered here as
+    submodules, so moving, measuring and freeing the pipeline covers them too.
+    """
+
+    def __init__(self, guardrail: Any = None) -> None:
         super().__init__()
         # One empty, unsaved buffer gives .device and .dtype something to report.
         self.register_buffer("_anchor", torch.zeros(0), persistent=False)
+        object.__setattr__(self, "guardrail", guardrail)  # not a submodule: its networks are, below
+        if guardrail is not None:
+            self.guardrail_models = torch.nn.ModuleList(guardrail.nn_models)
 
     def check_text_safety(self, prompt: str) -> bool:
         return True
@@ -45,8 +53,8 @@ class PassThroughChecker(ModelMixin, ConfigMixin):  # type: ignore[misc]
         return frames
 
 
-def passthrough_checker() -> PassThroughChecker:
-    return PassThroughChecker()
+def passthrough_checker(guardrail: Any = None) -> PassThroughChecker:
+    return PassThroughChecker(guardrail)
 
 
 def load_guardrail() -> Any:

@@ -60,12 +60,10 @@ class Loader:
 
             cosmos.install_torchvision_stand_ins()
             # Given to the constructor, or it builds cosmos_guardrail's checker itself (see models/cosmos.py).
-            extra["safety_checker"] = cosmos.passthrough_checker()
+            guardrail = cosmos.load_guardrail() if self.config.guardrail_on else None
+            extra["safety_checker"] = cosmos.passthrough_checker(guardrail)
         pipeline = pipeline_class.from_pretrained(status.path, dtype=getattr(torch, model.dtype),
                                                   local_files_only=True, **extra)
-        if model.family == "cosmos" and self.config.guardrail_on:
-            # Registered as a component: moved, sized and freed with the pipeline it guards.
-            pipeline.register_modules(guardrail=cosmos.load_guardrail())
         if model.family == "cosmos":
             pipeline.vae.enable_tiling()  # decodes 720p x 93 frames in tiles instead of all at once
         if device != "cpu":  # loaded onto the CPU; move only when it has to go elsewhere
