@@ -276,6 +276,21 @@ def test_flux_image_with_the_editors_input(flow: FlowRun, server):
     assert step["downloaded_length"] == image["file_size"] and isinstance(step["seed"], int)
 
 
+def test_make_video_from_the_flux_image(flow: FlowRun, server):
+    """The editor's Make Video with its exact input (no num_frames or steps: the tiny model's 29 frames)."""
+    step = flow.step("make_video")
+    video = step["video"]
+    assert step["keys"] == ["video", "seed"]
+    assert (video["width"], video["height"], video["num_frames"], video["fps"]) == (112, 64, 29, 16)
+    assert video["content_type"] == "video/mp4" and video["url"].startswith(server.base_url + "/")
+    assert step["status"] == 200 and step["downloaded_type"] == "video/mp4"
+    assert step["downloaded_length"] == video["file_size"]
+    metadata = step["metadata"]
+    assert metadata["media_type"] == "video" and metadata["duration"] == pytest.approx(29 / 16, abs=0.07)
+    assert (metadata["resolution"]["width"], metadata["resolution"]["height"]) == (112, 64)
+    assert metadata["start_frame_url"] and metadata["end_frame_url"]
+
+
 def test_flux_image_to_image_with_a_blob(flow: FlowRun, server):
     if flow.mode == "editor":
         pytest.skip("the editor sends image-to-image only to video models")

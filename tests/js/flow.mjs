@@ -398,7 +398,7 @@ await step("validation_error", async () => {
 
 // -- f2. an image from Flux, with exactly the input the editor sends (right-panel.tsx) -------------
 
-await step("flux_image", async () => {
+const flux = await step("flux_image", async () => {
   const result = await fal.subscribe("fal-ai/flux/dev", {
     input: { prompt: "Coffee beans falling", image_size: "landscape_16_9", aspect_ratio: "16:9", seconds_total: 30 },
     mode: mode === "editor" ? "polling" : "streaming",
@@ -409,6 +409,30 @@ await step("flux_image", async () => {
   const back = await download(image.url);
   return { requestId: result.requestId, image, seed: result.data.seed, status: back.status,
     downloaded_type: back.content_type, downloaded_length: back.bytes.length };
+});
+
+// -- f3. "Make Video" on that image (media-gallery.tsx): {model}/image-to-video, seconds_total dropped,
+// then the metadata call the editor makes for every finished item ----------------------------------
+
+await step("make_video", async () => {
+  const image = flux.image;
+  const result = await fal.subscribe("fal-ai/minimax/video-01-live/image-to-video", {
+    input: { prompt: "the coffee keeps falling", image_size: "landscape_16_9", aspect_ratio: "16:9",
+      image_url: image.url },
+    mode: mode === "editor" ? "polling" : "streaming",
+    pollInterval: 250,
+  });
+  const video = result.data?.video;
+  check(video && typeof video.url === "string", "no data.video.url in the video result", result.data);
+  check(!("images" in result.data), "a video result must not carry images (the editor would show a still)",
+    result.data);
+  const meta = await fal.subscribe("fal-ai/ffmpeg-api/metadata", {
+    input: { media_url: video.url, extract_frames: true },
+  });
+  const back = await download(video.url);
+  return { requestId: result.requestId, video, keys: Object.keys(result.data), status: back.status,
+    downloaded_type: back.content_type, downloaded_length: back.bytes.length,
+    metadata: summariseMedia(meta.data.media) };
 });
 
 if (mode === "latest") {
