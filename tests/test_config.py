@@ -13,6 +13,7 @@ REPO = Path(__file__).resolve().parents[1]
 
 def test_shipped_config_decodes():
     config = load_config(REPO / "config.toml", environ={})
+    assert config.cosmos.guardrail and config.guardrail_on and config.cosmos.resolution == "720p"
     assert config.server.port == 10000 and config.server.host == "127.0.0.1"
     assert config.lanes.utility_workers >= 1
 
@@ -38,6 +39,8 @@ def test_env_and_flags_override_in_order(tmp_path):
     ("", {"THORGEN_LANES__UTILITY_WORKERS": "many"}, "THORGEN_LANES__UTILITY_WORKERS"),
     ("[server]\napi_key = 'x'\n", {}, "THORGEN_SERVER__API_KEY"),
     ("[aliases]\n'fal-ai/x' = 'fal-ai/nothing'\n", {}, None),
+    ("", {"THORGEN_COSMOS__RESOLUTION": "1080p"}, "cosmos.resolution"),
+    ("[cosmos]\nfirst_frame_model = 'nope'\n", {}, "cosmos.first_frame_model"),
 ])
 def test_bad_config_names_the_key(tmp_path, text, environ, needle):
     path = tmp_path / "config.toml"

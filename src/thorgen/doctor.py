@@ -125,6 +125,13 @@ def _extras(config: Config) -> list[Finding]:
                                ("cosmos_guardrail", "extra: Cosmos guardrail", "pip install 'thorgen[guardrail]'")):
         found = importlib.util.find_spec(module) is not None
         rows.append(Finding(label, OK if found else INFO, "installed" if found else f"not installed ({how})"))
+    if not config.cosmos.guardrail:
+        rows.append(Finding("Cosmos guardrail", WARN, "[cosmos] guardrail = false: no prompt or clip is checked "
+                            "(the NVIDIA Open Model License requires a guardrail; see the README)"))
+    elif not config.runtime.tiny and importlib.util.find_spec("cosmos_guardrail") is None:
+        rows.append(Finding("Cosmos guardrail", WARN, "on, but cosmos_guardrail is not installed: every Cosmos id "
+                            "answers 424 until it is (pip install 'thorgen[guardrail]', then "
+                            "`thorgen models pull cosmos-guardrail`)"))
     return rows
 
 
