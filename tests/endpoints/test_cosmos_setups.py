@@ -59,7 +59,8 @@ def run_queued(server: ServerProcess, endpoint: str, body: dict) -> tuple[httpx.
 def test_predict2_makes_the_first_frame_with_text2image(start, tmp_path):
     server = start("[endpoint_models]\n"
                    f'"{T2V}" = "cosmos-predict2-video2world"\n'
-                   '"fal-ai/cosmos-predict-2.5/image-to-video" = "cosmos-predict2-video2world"\n', tiny=True)
+                   '"fal-ai/cosmos-predict-2.5/image-to-video" = "cosmos-predict2-video2world"\n'
+                   '"fal-ai/cosmos-predict-2.5/video-to-video" = "cosmos-predict2-video2world"\n', tiny=True)
     response, logs = run_queued(server, "fal-ai/veo2", {"prompt": "a harbour", **FAST})
     assert response.status_code == 200, response.text
     assert_video_output(response.json(), tmp_path, 112, 64, 9)
@@ -75,6 +76,12 @@ def test_predict2_makes_the_first_frame_with_text2image(start, tmp_path):
     response = run(server, "fal-ai/cosmos-predict-2.5/image-to-video", {"prompt": "x", "image_url": image, **FAST})
     assert response.status_code == 200, response.text
     assert_video_output(response.json(), tmp_path, 64, 64, 9)
+
+    clip = response.json()["video"]["url"]
+    response = run(server, "fal-ai/cosmos-predict-2.5/video-to-video",
+                   {"prompt": "x", "video_url": clip, "num_frames": 13, "num_inference_steps": 2})
+    assert response.status_code == 200, response.text
+    assert_video_output(response.json(), tmp_path, 64, 64, 13)
 
 
 @pytest.fixture()
