@@ -15,6 +15,8 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from thorgen.models.tiny_audio import build_llm, build_stable_audio
+
 log = logging.getLogger("thorgen.models")
 
 CORPUS = [
@@ -112,7 +114,7 @@ def build_flux() -> Any:
 
 
 # family -> builder; each later family adds its own.
-BUILDERS: dict[str, Callable[[], Any]] = {"flux": build_flux}
+BUILDERS: dict[str, Callable[[], Any]] = {"flux": build_flux, "stable-audio": build_stable_audio, "llm": build_llm}
 
 
 def write_tiny(family: str, target: Path) -> Path:
