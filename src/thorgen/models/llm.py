@@ -52,7 +52,7 @@ def load_causal_lm(name: str, path: Path | str, dtype: str, device: str) -> Caus
     if not getattr(tokenizer, "chat_template", None):
         raise FalError(f"models.{name}: the tokenizer in {path} has no chat template; use an instruct (chat) "
                        "model", status=500, error_type="bad_model_config")
-    model = AutoModelForCausalLM.from_pretrained(path, dtype=getattr(torch, dtype), local_files_only=True)
+    model: Any = AutoModelForCausalLM.from_pretrained(path, dtype=getattr(torch, dtype), local_files_only=True)
     model.eval()
     if device != "cpu":
         model.to(device)

@@ -23,8 +23,12 @@ LLM_SPECIALS = ["<|endoftext|>", "<|im_start|>", "<|im_end|>"]
 def build_stable_audio() -> Any:
     """StableAudioPipeline with the real structure (Oobleck VAE, T5, projection, DiT, cosine DPM)."""
     import torch
-    from diffusers import (AutoencoderOobleck, CosineDPMSolverMultistepScheduler, StableAudioDiTModel,
-                           StableAudioPipeline)
+    from diffusers import (
+        AutoencoderOobleck,
+        CosineDPMSolverMultistepScheduler,
+        StableAudioDiTModel,
+        StableAudioPipeline,
+    )
     from diffusers.pipelines.stable_audio import StableAudioProjectionModel
     from transformers import T5Config, T5EncoderModel
 
@@ -47,7 +51,8 @@ def build_stable_audio() -> Any:
     scheduler = CosineDPMSolverMultistepScheduler(
         sigma_min=0.3, sigma_max=500, sigma_data=1.0, sigma_schedule="exponential",
         prediction_type="v_prediction", solver_order=2)
-    for module in (transformer, vae, text_encoder, projection_model):
+    modules: list[Any] = [transformer, vae, text_encoder, projection_model]
+    for module in modules:
         module.eval()  # built modules start in training mode (dropout): outputs would not repeat
     return StableAudioPipeline(vae=vae, text_encoder=text_encoder, projection_model=projection_model,
                                tokenizer=tokenizer, transformer=transformer, scheduler=scheduler)
