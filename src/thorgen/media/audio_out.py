@@ -16,21 +16,25 @@ CHUNK = 1152  # samples per frame: MP3's frame size, also fine for PCM
 def write_audio(samples: np.ndarray, sample_rate: int, path: Path, fmt: AudioFormat = "wav") -> float:
     """Write (channels, samples) float audio; returns its duration in seconds (samples ÷ rate).
 
-    Values are clipped to [-1, 1] first: a model's output can overshoot, and PCM would wrap around.
-    The duration is that of the samples written; an MP3 decoder may add the encoder's padding.
+    A model's output can overshoot [-1, 1], which 16-bit PCM would clip harshly: such audio is scaled
+    down to a peak of 1 (never up, so quiet audio stays quiet). The duration is that of the samples
+    written; an MP3 decoder may add the encoder's padding.
     """
     if samples.ndim != 2 or samples.shape[0] not in (1, 2):
         raise ValueError(f"expected (1 or 2 channels, samples), got shape {samples.shape}")
     channels, count = samples.shape
     layout = "stereo" if channels == 2 else "mono"
-    clipped = np.clip(np.nan_to_num(samples.astype(np.float32)), -1.0, 1.0)
+    audio = np.nan_to_num(samples.astype(np.float32))
+    peak = float(np.abs(audio).max()) if count else 0.0
+    if peak > 1.0:
+        audio /= peak
     with av.open(str(path), "w", format=fmt) as container:
         stream = container.add_stream("pcm_s16le" if fmt == "wav" else "libmp3lame", rate=sample_rate,
                                       layout=layout)
         if fmt == "mp3":
             stream.bit_rate = 192_000
         for start in range(0, count, CHUNK):
-            chunk = clipped[:, start:start + CHUNK]
+            chunk = audio[:, start:start + CHUNK]
             if fmt == "mp3":  # lame takes planar float
                 frame = av.AudioFrame.from_ndarray(np.ascontiguousarray(chunk), format="fltp", layout=layout)
             else:  # WAV: packed (interleaved) 16-bit
