@@ -15,6 +15,7 @@ import fal_client
 import httpx
 import numpy as np
 import pytest
+from mediagen import make_audio
 
 RATE = 44100
 TINY_WINDOW_SAMPLES = 256 * 256  # the tiny model's window: DiT sample_size × VAE hop
@@ -62,7 +63,7 @@ def test_stable_audio_wav_has_the_asked_length_and_a_waveform(fal, tmp_path):
 
 def test_minimax_music_with_the_editors_input(fal, tmp_path):
     """The editor sends seconds_total 30 and maybe a reference track: cut to the model's window, ignored."""
-    reference = fal.upload_file(download_reference(fal, tmp_path))
+    reference = fal.upload_file(make_audio(tmp_path / "reference.wav", seconds=0.5))
     handle = fal.submit("fal-ai/minimax-music", arguments={
         "prompt": "lofi beats", "image_size": "landscape_16_9", "aspect_ratio": "16:9", "seconds_total": 30,
         "reference_audio_url": reference, "steps": 2})
@@ -76,12 +77,6 @@ def test_minimax_music_with_the_editors_input(fal, tmp_path):
     logs = [entry["message"] for entry in fal.status("fal-ai/minimax-music", handle.request_id, with_logs=True).logs]
     assert any("reference_audio_url is ignored" in message for message in logs), logs
     assert any("makes at most 1.49 s" in message for message in logs), logs
-
-
-def download_reference(fal, tmp_path: Path) -> Path:
-    from mediagen import make_audio
-
-    return make_audio(tmp_path / "reference.wav", seconds=0.5)
 
 
 def test_same_seed_same_audio_and_mp3_on_request(fal, tmp_path):
