@@ -8,8 +8,10 @@ not the prose. The JSON extraction a real model's answer goes through is tested 
 from __future__ import annotations
 
 import json
+import time
 
 import fal_client
+import httpx
 import pytest
 
 from thorgen.endpoints.llm import extract_json, fallback_object, wants_json
@@ -46,6 +48,24 @@ def test_json_request_returns_json_that_parses(fal):
     # The tiny model writes no JSON, so this is the documented fallback built from the prompt.
     assert parsed == {"title": "Suggest a short film about the sea", "description": SUGGESTION["prompt"]}
     assert any("held no JSON" in message for message in logs_of(fal, handle))
+
+
+def test_the_model_is_held_by_the_swapper_and_cancel_stops_generation(fal, server):
+    fal.run("fal-ai/any-llm", arguments={"prompt": "hi", "max_tokens": 2})
+    loaded = {m["name"]: m for m in httpx.get(f"{server.base_url}/info").json()["runtime"]["loaded"]}
+    assert loaded["llm"]["bytes"] > 10_000  # sized like any pipeline (parameters and buffers)
+
+    handle = fal.submit("fal-ai/any-llm", arguments={"prompt": "go on", "max_tokens": 4000, "temperature": 0})
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline and not any(m.startswith("token ") for m in logs_of(fal, handle)):
+        time.sleep(0.05)
+    handle.cancel()
+    with pytest.raises(fal_client.client.FalClientHTTPError) as caught:
+        handle.get()
+    assert caught.value.status_code == 400
+    logs = logs_of(fal, handle)
+    assert any(m.startswith("token 32/") for m in logs), logs
+    assert not any(m.startswith("generated") for m in logs), "cancel did not stop the generation"
 
 
 def test_bad_input_is_a_422(fal):
