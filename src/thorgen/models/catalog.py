@@ -19,6 +19,7 @@ TRANSFORMERS_FILES = ["config.json", "generation_config.json", "*.safetensors", 
                       "tokenizer.json", "tokenizer_config.json", "special_tokens_map.json", "vocab.json",
                       "merges.txt", "*.jinja"]
 
+
 @dataclass(frozen=True)
 class CatalogEntry:
     config: dict[str, Any]
