@@ -297,3 +297,14 @@ def test_flux_image_to_image_with_a_blob(flow: FlowRun, server):
     step = flow.step("flux_image_to_image_blob")
     assert (step["image"]["width"], step["image"]["height"]) == (640, 368)  # the 640x360 still, to 16s
     assert step["seed"] == 3
+
+
+def test_music_with_the_editors_input(flow: FlowRun, server):
+    """minimax-music, the editor's default: seconds_total 30 is cut to the tiny model's window (65536 samples)."""
+    step = flow.step("music")
+    audio = step["audio"]
+    assert audio["content_type"] == "audio/wav" and audio["url"].startswith(server.base_url + "/")
+    assert audio["duration"] == 256 * 256 / 44100
+    assert step["status"] == 200 and step["downloaded_type"] == "audio/wav"
+    assert step["downloaded_length"] == audio["file_size"]
+    assert step["waveform_length"] == round(audio["duration"] * EDITOR_POINTS_PER_SECOND)

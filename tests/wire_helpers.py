@@ -34,3 +34,25 @@ def wait_state(base: str, request_id: str, state: str, timeout: float = 60) -> d
             return body
         time.sleep(0.05)
     raise AssertionError(f"{request_id} never reached {state}")
+
+
+def cancel_after_first_step(fal, endpoint: str, arguments: dict, what: str = "denoising step") -> list[str]:
+    """Submit a long job with fal's client, cancel it once it has logged a step, check it ended as
+    cancelled (400), and return the step messages it logged."""
+    import fal_client
+    import pytest
+
+    handle = fal.submit(endpoint, arguments=arguments)
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        status = fal.status(endpoint, handle.request_id, with_logs=True)
+        # The first status may be Queued, which carries no logs.
+        if any(entry["message"].startswith(what) for entry in (getattr(status, "logs", None) or [])):
+            break
+        time.sleep(0.05)
+    handle.cancel()
+    with pytest.raises(fal_client.client.FalClientHTTPError) as caught:
+        handle.get()
+    assert caught.value.status_code == 400
+    final = fal.status(endpoint, handle.request_id, with_logs=True)
+    return [entry["message"] for entry in final.logs if entry["message"].startswith(what)]

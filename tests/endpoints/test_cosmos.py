@@ -8,7 +8,6 @@ makes 112x64 (16:9) clips, and the tiny model's position embedding stops at 29 f
 from __future__ import annotations
 
 import base64
-import time
 from pathlib import Path
 
 import av
@@ -17,6 +16,7 @@ import httpx
 import numpy as np
 import pytest
 from mediagen import make_image
+from wire_helpers import cancel_after_first_step
 
 FAST = {"num_frames": 9, "num_inference_steps": 2}
 
@@ -150,20 +150,8 @@ def test_same_seed_same_clip(fal, tmp_path):
 
 
 def test_step_logs_and_cancel(fal):
-    endpoint = "fal-ai/cosmos-predict-2.5/text-to-video"
-    handle = fal.submit(endpoint, arguments={"prompt": "long", "num_frames": 9, "num_inference_steps": 100})
-    deadline = time.monotonic() + 60
-    while time.monotonic() < deadline:
-        status = fal.status(endpoint, handle.request_id, with_logs=True)
-        if any(entry["message"].startswith("denoising step") for entry in (status.logs or [])):
-            break
-        time.sleep(0.05)
-    handle.cancel()
-    with pytest.raises(fal_client.client.FalClientHTTPError) as caught:
-        handle.get()
-    assert caught.value.status_code == 400
-    logs = [entry["message"] for entry in fal.status(endpoint, handle.request_id, with_logs=True).logs]
-    steps = [message for message in logs if message.startswith("denoising step")]
+    steps = cancel_after_first_step(fal, "fal-ai/cosmos-predict-2.5/text-to-video",
+                                    {"prompt": "long", "num_frames": 9, "num_inference_steps": 100})
     assert steps[0] == "denoising step 1/100" and len(steps) < 100, steps
 
 

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import base64
 import io
-import time
 
 import fal_client
 import httpx
@@ -16,6 +15,7 @@ import numpy as np
 import pytest
 from mediagen import make_image
 from PIL import Image
+from wire_helpers import cancel_after_first_step
 
 SMALL = {"width": 128, "height": 128}
 FAST = {"image_size": SMALL, "num_inference_steps": 2}
@@ -130,20 +130,8 @@ def test_step_logs_and_queue_updates(fal):
 
 
 def test_cancel_stops_at_the_next_step(fal, server):
-    handle = fal.submit("fal-ai/flux/dev", arguments={"prompt": "long", "image_size": "square_hd",
-                                                      "num_inference_steps": 50})
-    deadline = time.monotonic() + 60
-    while time.monotonic() < deadline:
-        status = fal.status("fal-ai/flux/dev", handle.request_id, with_logs=True)
-        if any(entry["message"].startswith("denoising step") for entry in (status.logs or [])):
-            break
-        time.sleep(0.05)
-    handle.cancel()
-    with pytest.raises(fal_client.client.FalClientHTTPError) as caught:
-        handle.get()
-    assert caught.value.status_code == 400
-    final = fal.status("fal-ai/flux/dev", handle.request_id, with_logs=True)
-    steps = [entry["message"] for entry in final.logs if entry["message"].startswith("denoising step")]
+    steps = cancel_after_first_step(fal, "fal-ai/flux/dev", {"prompt": "long", "image_size": "square_hd",
+                                                               "num_inference_steps": 50})
     assert 1 <= len(steps) < 50, steps
 
 

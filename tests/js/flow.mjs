@@ -435,6 +435,25 @@ await step("make_video", async () => {
     metadata: summariseMedia(meta.data.media) };
 });
 
+// -- f4. music from the editor's default music model, then its timeline waveform (track.tsx) ------
+
+await step("music", async () => {
+  // The editor's input plus `steps`, a thorgen extra that keeps the tiny model quick.
+  const result = await fal.subscribe("fal-ai/minimax-music", {
+    input: { prompt: "lofi beats", image_size: "landscape_16_9", aspect_ratio: "16:9", seconds_total: 30, steps: 4 },
+    mode: "polling",
+    pollInterval: 250,
+  });
+  const audio = result.data?.audio;
+  check(audio && typeof audio.url === "string", "no data.audio.url in the music result", result.data);
+  const back = await download(audio.url);
+  const waveform = await fal.subscribe("fal-ai/ffmpeg-api/waveform", {
+    input: { media_url: audio.url, points_per_second: 5, precision: 3 },
+  });
+  return { requestId: result.requestId, audio, status: back.status, downloaded_type: back.content_type,
+    downloaded_length: back.bytes.length, waveform_length: waveform.data?.waveform?.length };
+});
+
 if (mode === "latest") {
   await step("flux_image_to_image_blob", async () => {
     const result = await fal.subscribe("fal-ai/flux/dev/image-to-image", {

@@ -8,12 +8,12 @@ from typing import Any
 import msgspec
 
 from thorgen.config import Config
-from thorgen.endpoints import cosmos, ffmpeg, flux
+from thorgen.endpoints import audio, cosmos, ffmpeg, flux, llm
 from thorgen.endpoints.base import Endpoint
 from thorgen.errors import FalError
 from thorgen.models.store import model_status
 
-FAMILIES = [ffmpeg, flux, cosmos]
+FAMILIES = [ffmpeg, flux, cosmos, audio, llm]
 
 
 class Registry:

@@ -14,6 +14,11 @@ from typing import Any
 # single-file checkpoints at their root that would double the download.
 DIFFUSERS_FILES = ["model_index.json", "*/*.json", "*/*.safetensors", "*/*.txt", "*/*.model", "*/*.jinja"]
 
+# A transformers model repo: weights, configs and tokenizer files at the root.
+TRANSFORMERS_FILES = ["config.json", "generation_config.json", "*.safetensors", "model.safetensors.index.json",
+                      "tokenizer.json", "tokenizer_config.json", "special_tokens_map.json", "vocab.json",
+                      "merges.txt", "*.jinja"]
+
 
 COSMOS_LICENCE = "NVIDIA Open Model License (requires a safety guardrail)"
 
@@ -67,6 +72,21 @@ CATALOG: dict[str, CatalogEntry] = {
         licence=COSMOS_LICENCE,
         gated=True,
         approx_bytes=13_900_000_000,
+    ),
+    "stable-audio-open": CatalogEntry(
+        config={"family": "stable-audio", "path": "stable-audio-open", "source": "stabilityai/stable-audio-open-1.0",
+                "pipeline": "StableAudioPipeline", "dtype": "float16"},
+        licence="Stability AI Community License",
+        gated=True,
+        approx_bytes=2_420_000_000,
+    ),
+    "llm": CatalogEntry(
+        config={"family": "llm", "path": "llm", "source": "Qwen/Qwen2.5-1.5B-Instruct",
+                "pipeline": "AutoModelForCausalLM", "dtype": "bfloat16"},
+        licence="Apache-2.0",
+        gated=False,
+        approx_bytes=3_090_000_000,
+        allow_patterns=list(TRANSFORMERS_FILES),
     ),
 }
 

@@ -15,6 +15,8 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from thorgen.models.tiny_audio import build_llm, build_stable_audio
+
 log = logging.getLogger("thorgen.models")
 
 CORPUS = [
@@ -81,8 +83,11 @@ QWEN_CHAT_TEMPLATE = (
     "{% if add_generation_prompt %}<|im_start|>assistant\n{% endif %}")
 
 
-def qwen2_tokenizer(max_length: int = 128) -> Any:
-    """A Qwen2 byte-level BPE tokenizer (no word-end suffix) with chat markers and a chat template."""
+def qwen2_tokenizer(max_length: int = 128, eos_token: str = "<|endoftext|>", extra_corpus: tuple[str, ...] = ()) -> Any:
+    """A Qwen2 byte-level BPE tokenizer (no word-end suffix) with chat markers and a chat template.
+
+    Qwen's instruct models end a turn with ``<|im_end|>``: pass it as ``eos_token`` for a chat model.
+    """
     from tokenizers import AddedToken, Tokenizer, models, pre_tokenizers, trainers
     from transformers import Qwen2Tokenizer
 
@@ -90,13 +95,14 @@ def qwen2_tokenizer(max_length: int = 128) -> Any:
     raw.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
     trainer = trainers.BpeTrainer(vocab_size=400, special_tokens=QWEN_SPECIALS[:1],
                                   initial_alphabet=pre_tokenizers.ByteLevel.alphabet())
-    raw.train_from_iterator(CORPUS, trainer)
+    raw.train_from_iterator(CORPUS + list(extra_corpus), trainer)
     model = _json(raw)["model"]
     vocab: dict[str, int] = dict(model["vocab"])
-    for char in pre_tokenizers.ByteLevel.alphabet():
+    for char in pre_tokenizers.ByteLevel.alphabet():  # every byte has a token: nothing falls to <unk>
         vocab.setdefault(char, len(vocab))
     merges: Any = [tuple(m.split(" ")) if isinstance(m, str) else tuple(m) for m in model["merges"]]
-    tokenizer = Qwen2Tokenizer(vocab=vocab, merges=merges, model_max_length=max_length)
+    tokenizer = Qwen2Tokenizer(vocab=vocab, merges=merges, eos_token=eos_token, pad_token="<|endoftext|>",
+                               model_max_length=max_length)
     # Registered as special, or they would be split into characters.
     tokenizer.add_tokens([AddedToken(token, special=True) for token in QWEN_SPECIALS[1:]], special_tokens=True)
     tokenizer.chat_template = QWEN_CHAT_TEMPLATE
@@ -157,6 +163,8 @@ def _cosmos(builder: str) -> Callable[[], Any]:
 # A model's pipeline class (or, failing that, its family) -> the builder of its tiny version.
 BUILDERS: dict[str, Callable[[], Any]] = {
     "flux": build_flux,
+    "stable-audio": build_stable_audio,
+    "llm": build_llm,
     "Cosmos2_5_PredictBasePipeline": _cosmos("build_cosmos2_5"),
     "Cosmos2VideoToWorldPipeline": _cosmos("build_cosmos2_video2world"),
     "Cosmos2TextToImagePipeline": _cosmos("build_cosmos2_text2image"),

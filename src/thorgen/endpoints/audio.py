@@ -1,0 +1,154 @@
+"""Music with Stable Audio Open (diffusers StableAudioPipeline): fal's stable-audio and minimax-music.
+
+Both ids run the same model. Stable Audio conditions on a start and an end time and always denoises
+its full window (47.55 s for Open 1.0, ≈1.49 s for the tiny model), then the waveform is cut to
+``[seconds_start, seconds_total]``: so a file is ``seconds_total - seconds_start`` seconds long,
+exactly (samples ÷ sample rate), and asking for more than the loaded model's window is a 422.
+
+minimax-music has no length field in fal's schema. thorgen makes ``seconds_total`` seconds when the
+request has it (the editor sends 30 with every job), else 30 s, and cuts a longer request down to
+the model's window (logged) instead of refusing it. Its ``reference_audio_url`` (a track to follow)
+has no counterpart in Stable Audio: it is ignored, and the job's logs say so.
+
+``make_music`` is the plain function other families call for music (e.g. a soundtrack under a video).
+"""
+
+from __future__ import annotations
+
+import secrets
+from typing import Annotated, Any, Literal
+
+import numpy as np
+from msgspec import Meta, Struct
+
+from thorgen.endpoints.base import Endpoint, File
+from thorgen.errors import InputError
+from thorgen.jobs.context import JobContext
+from thorgen.media.audio_out import AudioFormat, write_audio
+
+DEFAULT_SECONDS = 30.0  # fal's stable-audio default, and what the editor sends
+Seed = Annotated[int, Meta(ge=0, le=2**63 - 1)]
+Prompt = Annotated[str, Meta(min_length=1, max_length=10_000)]
+
+
+class _MusicInput(Struct, kw_only=True):
+    """Fields both ids take; all but ``prompt`` are thorgen extras for minimax-music."""
+
+    prompt: Prompt
+    steps: Annotated[int, Meta(ge=1, le=1000)] = 100
+    negative_prompt: Annotated[str, Meta(max_length=10_000)] = ""
+    guidance_scale: Annotated[float, Meta(ge=0, le=30)] = 7.0
+    seed: Seed | None = None
+    output_format: Literal["wav", "mp3"] = "wav"
+
+
+class StableAudioInput(_MusicInput, kw_only=True):
+    seconds_start: Annotated[float, Meta(ge=0)] = 0.0
+    seconds_total: Annotated[float, Meta(gt=0)] = DEFAULT_SECONDS
+
+
+class MinimaxMusicInput(_MusicInput, kw_only=True):
+    reference_audio_url: str | None = None  # accepted and ignored (see the module docstring)
+    seconds_total: Annotated[float, Meta(gt=0)] | None = None
+
+
+class StableAudioOutput(Struct):
+    audio_file: File
+
+
+class AudioWithDuration(File):
+    duration: float  # seconds: samples written ÷ sample rate
+
+
+class MinimaxMusicOutput(Struct):
+    audio: AudioWithDuration
+
+
+# -- the model -------------------------------------------------------------------------------------
+
+def longest_seconds(pipe: Any) -> float:
+    """The window the loaded model denoises: DiT latent length × VAE hop ÷ sample rate."""
+    return float(pipe.transformer.config.sample_size * pipe.vae.hop_length / pipe.vae.config.sampling_rate)
+
+
+def make_music(ctx: JobContext, prompt: str, seconds: float, steps: int, seed: int | None,
+               negative_prompt: str = "", *, guidance_scale: float = 7.0, seconds_start: float = 0.0,
+               too_long: Literal["reject", "cap"] = "reject", field: str = "seconds_total",
+               model: str | None = None) -> tuple[np.ndarray, int]:
+    """Music ending at ``seconds`` (from ``seconds_start``): ((channels, samples) float32, sample rate).
+
+    Leases the Stable Audio model (``model``, else the job's own), reports each denoising step (and
+    stops there on cancel). A length past the model's window is a 422 naming ``field``, or with
+    ``too_long="cap"`` is cut to the window and logged.
+    """
+    seed = seed if seed is not None else secrets.randbelow(2**32)
+    with ctx.lease(model) as lease:
+        pipe = lease.pipeline
+        longest = longest_seconds(pipe)
+        if seconds > longest:
+            if too_long == "reject":
+                raise InputError(field, f"must be at most {longest:.2f} seconds: the longest audio the model "
+                                 f"'{lease.name}' makes", "less_than_equal")
+            ctx.log(f"{seconds:g} s asked for; the model '{lease.name}' makes at most {longest:.2f} s, "
+                    f"so the audio is {longest:.2f} s long", "WARNING")
+            seconds = longest
+        if seconds_start >= seconds:
+            raise InputError("seconds_start", f"must be less than the end of the audio ({seconds:g} s)",
+                             "less_than")
+        ctx.log(f"{seconds - seconds_start:g} s of audio, {steps} steps, seed {seed}")
+        audios = pipe(
+            prompt=prompt, negative_prompt=negative_prompt or None, audio_start_in_s=seconds_start,
+            audio_end_in_s=seconds, num_inference_steps=steps, guidance_scale=guidance_scale,
+            generator=_generator(seed), callback=_step_reporter(ctx, steps), output_type="pt",
+        ).audios
+        # bf16/fp16 tensors first become float32: numpy has no bfloat16 (model-stack.md G6).
+        samples = audios[0].float().cpu().numpy()
+        return samples, int(pipe.vae.config.sampling_rate)
+
+
+def _generator(seed: int) -> Any:
+    import torch
+
+    # A CPU generator makes the same seed give the same audio on the CPU and on a GPU.
+    return torch.Generator(device="cpu").manual_seed(seed)
+
+
+def _step_reporter(ctx: JobContext, total: int) -> Any:
+    def on_step(step: int, timestep: Any, latents: Any) -> None:
+        ctx.step(step + 1, total, "denoising step")
+
+    return on_step
+
+
+def _store(ctx: JobContext, samples: np.ndarray, rate: int, fmt: AudioFormat) -> tuple[dict[str, Any], float]:
+    key, path = ctx.new_output(fmt)
+    duration = write_audio(samples, rate, path, fmt)
+    ctx.log(f"wrote {samples.shape[1]} samples × {samples.shape[0]} channels at {rate} Hz ({fmt})")
+    return ctx.file(key), duration
+
+
+# -- the endpoints ---------------------------------------------------------------------------------
+
+def stable_audio(ctx: JobContext, args: StableAudioInput) -> StableAudioOutput:
+    samples, rate = make_music(ctx, args.prompt, args.seconds_total, args.steps, args.seed, args.negative_prompt,
+                               guidance_scale=args.guidance_scale, seconds_start=args.seconds_start)
+    file, _ = _store(ctx, samples, rate, args.output_format)
+    return StableAudioOutput(audio_file=File(**file))
+
+
+def minimax_music(ctx: JobContext, args: MinimaxMusicInput) -> MinimaxMusicOutput:
+    if args.reference_audio_url:
+        ctx.log("reference_audio_url is ignored: Stable Audio cannot follow a reference track", "WARNING")
+    seconds = args.seconds_total if args.seconds_total is not None else DEFAULT_SECONDS
+    samples, rate = make_music(ctx, args.prompt, seconds, args.steps, args.seed, args.negative_prompt,
+                               guidance_scale=args.guidance_scale, too_long="cap")
+    file, duration = _store(ctx, samples, rate, args.output_format)
+    return MinimaxMusicOutput(audio=AudioWithDuration(**file, duration=duration))
+
+
+ENDPOINTS = [
+    Endpoint("fal-ai/stable-audio", StableAudioInput, StableAudioOutput, stable_audio, "gpu",
+             "Stable Audio Open text-to-music", model="stable-audio-open"),
+    Endpoint("fal-ai/minimax-music", MinimaxMusicInput, MinimaxMusicOutput, minimax_music, "gpu",
+             "Music (the editor's default music model), made by Stable Audio Open", model="stable-audio-open"),
+]
