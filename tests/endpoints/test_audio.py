@@ -14,7 +14,7 @@ import fal_client
 import httpx
 import numpy as np
 import pytest
-from mediagen import make_audio
+from mediagen import make_audio, make_video
 from wire_helpers import cancel_after_first_step
 
 RATE = 44100
@@ -128,3 +128,56 @@ def test_step_logs_and_cancel_at_the_next_step(fal):
 
     steps = cancel_after_first_step(fal, "fal-ai/stable-audio", {"prompt": "long", "seconds_total": 1, "steps": 1000})
     assert 1 <= len(steps) < 1000, steps
+
+
+def _streams(url: str, tmp_path: Path) -> dict:
+    path = tmp_path / "with-sound.mp4"
+    path.write_bytes(httpx.get(url).content)
+    with av.open(str(path)) as container:
+        video, audio = container.streams.video[0], container.streams.audio[0]
+        frames = sum(1 for _ in container.decode(video))
+    with av.open(str(path)) as container:
+        sound = np.concatenate([f.to_ndarray() for f in container.decode(audio=0)], axis=1)
+    return {"video": video.codec_context.name, "audio": audio.codec_context.name, "frames": frames,
+            "size": (video.codec_context.width, video.codec_context.height), "rate": audio.codec_context.sample_rate,
+            "sound": sound, "data": path.read_bytes()}
+
+
+@pytest.mark.parametrize("endpoint", ["fal-ai/mmaudio-v2", "fal-ai/mmaudio-v2/image-to-video"])
+def test_mmaudio_puts_music_as_long_as_the_clip_under_it(fal, tmp_path, endpoint):
+    """The editor's "add sound to a video": only a video back, with an AAC track made for its length."""
+    clip = fal.upload_file(make_video(tmp_path / "silent.mp4", 160, 90, fps=24, seconds=1.0, with_audio=False))
+    handle = fal.submit(endpoint, arguments={"prompt": "gentle piano", "video_url": clip, "num_steps": 4,
+                                             "image_size": "landscape_16_9", "seconds_total": 30})
+    output = handle.get()
+    assert list(output) == ["video"]
+    video = output["video"]
+    assert (video["width"], video["height"]) == (160, 90) and video["duration"] == pytest.approx(1.0)
+    found = _streams(video["url"], tmp_path)
+    assert found["video"] == "h264" and found["audio"] == "aac" and found["frames"] == 24
+    assert found["size"] == (160, 90) and found["rate"] == 44100
+    assert found["sound"].shape[1] == pytest.approx(44100, abs=2048)  # AAC pads to whole 1024-sample frames
+    assert np.abs(found["sound"]).max() > 0.001, "silent: no music was put under the video"
+    assert 0 < found["data"].find(b"moov") < found["data"].find(b"mdat")
+    logs = [e["message"] for e in fal.status("fal-ai/mmaudio-v2", handle.request_id, with_logs=True).logs]
+    assert any("does not look at the video" in m for m in logs)
+
+
+def test_mmaudio_on_a_clip_longer_than_the_model_makes_ends_in_silence(fal, tmp_path):
+    clip = fal.upload_file(make_video(tmp_path / "long.mp4", 160, 90, fps=24, seconds=2.5))  # with a tone: dropped
+    handle = fal.submit("fal-ai/mmaudio-v2", arguments={"prompt": "rain", "video_url": clip, "num_steps": 2})
+    video = handle.get()["video"]
+    assert video["duration"] == pytest.approx(2.5)
+    sound = _streams(video["url"], tmp_path)["sound"]
+    assert sound.shape[1] == pytest.approx(2.5 * 44100, abs=2048)
+    assert np.abs(sound[:, 44100:65000]).max() > 0.001 and np.abs(sound[:, 70000:105000]).max() < 0.001
+    logs = [e["message"] for e in fal.status("fal-ai/mmaudio-v2", handle.request_id, with_logs=True).logs]
+    assert any("makes at most 1.49 s" in m for m in logs), logs
+
+
+def test_mmaudio_needs_a_video(fal, tmp_path):
+    url = fal.upload_file(make_audio(tmp_path / "tone.wav", seconds=0.5))
+    with pytest.raises(fal_client.client.FalClientHTTPError) as caught:
+        fal.run("fal-ai/mmaudio-v2", arguments={"prompt": "x", "video_url": url})
+    assert caught.value.status_code == 422
+    assert caught.value.response.json()["detail"][0]["loc"] == ["body", "video_url"]

@@ -10,18 +10,22 @@ request has it (the editor sends 30 with every job), else 30 s, and cuts a longe
 the model's window (logged) instead of refusing it. Its ``reference_audio_url`` (a track to follow)
 has no counterpart in Stable Audio: it is ignored, and the job's logs say so.
 
-``make_music`` is the plain function other families call for music (e.g. a soundtrack under a video).
+``make_music`` is the plain function other families call for music.
+
+fal-ai/mmaudio-v2 (fal: sound made for a video) is answered honestly with what thorgen has: Stable
+Audio music, from the prompt, as long as the clip (or as long as the model makes, then silence),
+put under the video as its only sound. It does not look at the pictures; the job's log says so.
 """
 
 from __future__ import annotations
 
-import secrets
 from typing import Annotated, Any, Literal
 
 import numpy as np
 from msgspec import Meta, Struct
 
 from thorgen.endpoints.base import Endpoint, File
+from thorgen.endpoints.diffusion import pick_seed, seeded_generator
 from thorgen.errors import InputError
 from thorgen.jobs.context import JobContext
 from thorgen.media.audio_out import AudioFormat, write_audio
@@ -81,7 +85,7 @@ def make_music(ctx: JobContext, prompt: str, seconds: float, steps: int, seed: i
     stops there on cancel). A length past the model's window is a 422 naming ``field``, or with
     ``too_long="cap"`` is cut to the window and logged.
     """
-    seed = seed if seed is not None else secrets.randbelow(2**32)
+    seed = pick_seed(seed)
     with ctx.lease(model) as lease:
         pipe = lease.pipeline
         longest = longest_seconds(pipe)
@@ -99,18 +103,11 @@ def make_music(ctx: JobContext, prompt: str, seconds: float, steps: int, seed: i
         audios = pipe(
             prompt=prompt, negative_prompt=negative_prompt or None, audio_start_in_s=seconds_start,
             audio_end_in_s=seconds, num_inference_steps=steps, guidance_scale=guidance_scale,
-            generator=_generator(seed), callback=_step_reporter(ctx, steps), output_type="pt",
+            generator=seeded_generator(seed), callback=_step_reporter(ctx, steps), output_type="pt",
         ).audios
         # bf16/fp16 tensors first become float32: numpy has no bfloat16 (model-stack.md G6).
         samples = audios[0].float().cpu().numpy()
         return samples, int(pipe.vae.config.sampling_rate)
-
-
-def _generator(seed: int) -> Any:
-    import torch
-
-    # A CPU generator makes the same seed give the same audio on the CPU and on a GPU.
-    return torch.Generator(device="cpu").manual_seed(seed)
 
 
 def _step_reporter(ctx: JobContext, total: int) -> Any:
@@ -146,9 +143,63 @@ def minimax_music(ctx: JobContext, args: MinimaxMusicInput) -> MinimaxMusicOutpu
     return MinimaxMusicOutput(audio=AudioWithDuration(**file, duration=duration))
 
 
+class VideoSoundInput(Struct, kw_only=True):
+    """fal's mmaudio-v2 fields. ``duration`` is ignored (the clip sets the length), and ``cfg_strength``
+    too (Stable Audio's guidance scale differs): thorgen uses its own ``guidance_scale``."""
+
+    video_url: str
+    prompt: Annotated[str, Meta(max_length=10_000)] = ""
+    negative_prompt: Annotated[str, Meta(max_length=10_000)] = ""
+    seed: Seed | None = None
+    num_steps: Annotated[int, Meta(ge=1, le=1000)] = 25
+    guidance_scale: Annotated[float, Meta(ge=0, le=20)] = 7.0
+
+
+class VideoWithSound(File):
+    width: int
+    height: int
+    duration: float
+
+
+class VideoSoundOutput(Struct):
+    video: VideoWithSound  # only the video: the editor takes any other media key as the result
+
+
+def video_sound(ctx: JobContext, args: VideoSoundInput) -> VideoSoundOutput:
+    from thorgen.media.probe import MediaError, probe
+    from thorgen.media.video import with_audio
+
+    source = ctx.resolve(args.video_url, "video_url")
+    try:
+        found = probe(source)
+    except MediaError:
+        found = {"media_type": "unreadable"}
+    if found["media_type"] != "video":
+        raise InputError("video_url", "The file at video_url is not a video thorgen can read")
+    seconds = float(found["duration"])
+    ctx.log("mmaudio: thorgen adds Stable Audio music from the prompt; it does not look at the video's pictures",
+            "WARNING")
+    samples, rate = make_music(ctx, args.prompt or "ambient soundtrack", seconds, args.num_steps, args.seed,
+                               args.negative_prompt, guidance_scale=args.guidance_scale, too_long="cap",
+                               field="video_url")
+    wanted = round(seconds * rate)
+    if samples.shape[1] < wanted:  # the model's window is shorter than the clip: silence after it
+        samples = np.pad(samples, ((0, 0), (0, wanted - samples.shape[1])))
+    key, path = ctx.new_output("mp4")
+    width, height, duration = with_audio(source, samples[:, :wanted], rate, path)
+    return VideoSoundOutput(video=VideoWithSound(**ctx.file(key, "output.mp4"), width=width, height=height,
+                                                 duration=round(duration, 6)))
+
+
 ENDPOINTS = [
     Endpoint("fal-ai/stable-audio", StableAudioInput, StableAudioOutput, stable_audio, "gpu",
              "Stable Audio Open text-to-music", model="stable-audio-open"),
     Endpoint("fal-ai/minimax-music", MinimaxMusicInput, MinimaxMusicOutput, minimax_music, "gpu",
              "Music (the editor's default music model), made by Stable Audio Open", model="stable-audio-open"),
+    Endpoint("fal-ai/mmaudio-v2", VideoSoundInput, VideoSoundOutput, video_sound, "gpu",
+             "Sound for a video: Stable Audio music from the prompt, as long as the clip, muxed under it",
+             model="stable-audio-open"),
 ]
+
+# The editor appends /image-to-video to any video-tab id when an image is set.
+ALIASES = {"fal-ai/mmaudio-v2/image-to-video": "fal-ai/mmaudio-v2"}

@@ -77,3 +77,36 @@ def last_frames(path: Path, count: int) -> list[Image.Image]:
 def cover(image: Image.Image, width: int, height: int) -> Image.Image:
     """Scale to cover width x height, then crop the middle: the aspect ratio is kept, nothing is stretched."""
     return ImageOps.fit(image.convert("RGB"), (width, height), method=Image.Resampling.LANCZOS)
+
+
+def with_audio(video_path: Path, samples: np.ndarray, sample_rate: int, out_path: Path) -> tuple[int, int, float]:
+    """The video at ``video_path`` with ``samples`` ((channels, n) float32 in [-1, 1]) as its only sound:
+    H.264 yuv420p + AAC MP4 with faststart, at the source's size (rounded down to even) and frame rate.
+    Any audio the source had is dropped. Returns (width, height, duration in seconds of video)."""
+    channels = samples.shape[0]
+    layout = "stereo" if channels == 2 else "mono"
+    with av.open(str(video_path)) as source, \
+            av.open(str(out_path), "w", format="mp4", options={"movflags": "+faststart"}) as target:
+        src = source.streams.video[0]
+        rate = src.average_rate or Fraction(16)
+        width, height = src.codec_context.width // 2 * 2, src.codec_context.height // 2 * 2
+        video: av.video.stream.VideoStream = target.add_stream(  # type: ignore[assignment]
+            "libx264", rate=rate, options={"crf": "18", "preset": "veryfast"})
+        video.width, video.height, video.pix_fmt = width, height, "yuv420p"
+        audio: av.audio.stream.AudioStream = target.add_stream(  # type: ignore[assignment]
+            "aac", rate=sample_rate, layout=layout)
+        frames = 0
+        for frame in source.decode(src):
+            picture = frame.reformat(width=width, height=height, format="yuv420p")
+            picture.pts, picture.time_base = frames, 1 / rate
+            target.mux(video.encode(picture))
+            frames += 1
+        target.mux(video.encode(None))
+        clean = np.ascontiguousarray(np.clip(samples, -1.0, 1.0).astype(np.float32))
+        for start in range(0, clean.shape[1], 1024):
+            chunk = av.AudioFrame.from_ndarray(np.ascontiguousarray(clean[:, start:start + 1024]), format="fltp",
+                                               layout=layout)
+            chunk.sample_rate, chunk.pts, chunk.time_base = sample_rate, start, Fraction(1, sample_rate)
+            target.mux(audio.encode(chunk))
+        target.mux(audio.encode(None))
+    return width, height, float(frames / rate)
