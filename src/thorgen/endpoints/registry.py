@@ -8,12 +8,13 @@ from typing import Any
 import msgspec
 
 from thorgen.config import Config
-from thorgen.endpoints import ffmpeg, flux
+from thorgen.endpoints import ffmpeg, flux, tts
 from thorgen.endpoints.base import Endpoint
 from thorgen.errors import FalError
+from thorgen.models.catalog import missing_extra
 from thorgen.models.store import model_status
 
-FAMILIES = [ffmpeg, flux]
+FAMILIES = [ffmpeg, flux, tts]
 
 
 class Registry:
@@ -42,6 +43,10 @@ class Registry:
                 status=404,
                 error_type="endpoint_not_found",
             )
+        extra = self._missing_extra(endpoint)
+        if extra:
+            raise FalError(f"Endpoint '{endpoint_id}' cannot run: {extra}", status=424,
+                           error_type="extra_not_installed")
         reason = self.unavailable_reason(endpoint)
         if reason:
             # 424 Failed Dependency: the endpoint exists but its model is missing. Not 503, which
@@ -58,12 +63,21 @@ class Registry:
         if name is None:
             return None
         status = model_status(self.config, name)
+        extra = self._missing_extra(endpoint)
+        if extra:
+            return f"Endpoint '{endpoint.id}' cannot run: {extra}"
         if status.installed:
             return None
         return (
             f"Endpoint '{endpoint.id}' needs the model '{name}', which is not installed "
             f"(looked in {status.path or 'config.toml'}). Install it with: {status.install_hint}"
         )
+
+    def _missing_extra(self, endpoint: Endpoint) -> str | None:
+        name = self.model_for(endpoint)
+        if name is None or name not in self.config.models:
+            return None
+        return missing_extra(self.config.models[name].family)
 
     def listing(self) -> list[dict[str, Any]]:
         rows = []

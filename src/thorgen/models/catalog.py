@@ -39,7 +39,42 @@ CATALOG: dict[str, CatalogEntry] = {
         gated=False,
         approx_bytes=33_700_000_000,
     ),
+    # NeMo's English FastPitch (LJSpeech voice, 22050 Hz) and HiFi-GAN vocoder: two .nemo files from two
+    # repos, pulled into one folder (sources are space-separated). float32: small models, and FastPitch's
+    # duration and pitch predictors are not trained for half precision.
+    "fastpitch-hifigan": CatalogEntry(
+        config={"family": "nemo-tts", "path": "fastpitch-hifigan",
+                "source": "nvidia/tts_en_fastpitch nvidia/tts_hifigan", "dtype": "float32"},
+        licence="CC-BY-4.0",
+        gated=False,
+        approx_bytes=502_000_000,
+        allow_patterns=["*.nemo"],
+    ),
 }
+
+
+# Families that need an optional extra: family -> (module that must be importable, extra to install).
+EXTRAS = {"nemo-tts": ("nemo", "tts")}
+
+
+def missing_extra(family: str) -> str | None:
+    """Why a family cannot run in this environment (its optional extra is absent), or None.
+
+    Asks importlib where the module would come from without importing it: NeMo's import costs seconds.
+    """
+    if family not in EXTRAS:
+        return None
+    import importlib.util
+
+    module, extra = EXTRAS[family]
+    try:
+        found = importlib.util.find_spec(module) is not None
+    except (ImportError, ValueError):
+        found = False
+    if found:
+        return None
+    return (f"the '{family}' models need the optional extra '{extra}', which is not installed here: "
+            f"pip install 'thorgen[{extra}]' (or scripts/setup.sh --test)")
 
 
 def default_models() -> dict[str, dict[str, Any]]:

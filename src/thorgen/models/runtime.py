@@ -131,13 +131,14 @@ class ModelRuntime:
 
 def write_missing_tiny(config: Config, *, force: bool = False) -> list[str]:
     """Write a tiny checkpoint for every configured model whose family has a builder."""
+    from thorgen.models.catalog import missing_extra
     from thorgen.models.tiny import BUILDERS, write_tiny
 
     tiny = as_tiny(config)
     written = []
     for name in sorted(tiny.models):
         family = tiny.model(name).family
-        if family not in BUILDERS:
+        if family not in BUILDERS or missing_extra(family):  # its optional extra is absent: nothing to build with
             continue
         if force or not model_status(tiny, name).installed:
             tiny.models_dir.mkdir(parents=True, exist_ok=True)

@@ -15,6 +15,8 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from thorgen.models import tiny_tts
+
 log = logging.getLogger("thorgen.models")
 
 CORPUS = [
@@ -113,6 +115,7 @@ def build_flux() -> Any:
 
 # family -> builder; each later family adds its own.
 BUILDERS: dict[str, Callable[[], Any]] = {"flux": build_flux}
+BUILDERS["nemo-tts"] = tiny_tts.build_tiny_pair
 
 
 def write_tiny(family: str, target: Path) -> Path:
@@ -120,7 +123,10 @@ def write_tiny(family: str, target: Path) -> Path:
     pipeline = BUILDERS[family]()
     partial = target.with_name(target.name + ".partial")
     shutil.rmtree(partial, ignore_errors=True)
-    pipeline.save_pretrained(partial, safe_serialization=True)
+    if hasattr(pipeline, "save_to_folder"):  # a family with its own format (NeMo's .nemo archives)
+        pipeline.save_to_folder(partial)
+    else:
+        pipeline.save_pretrained(partial, safe_serialization=True)
     shutil.rmtree(target, ignore_errors=True)
     partial.rename(target)
     log.info("wrote tiny %s model to %s", family, target)
