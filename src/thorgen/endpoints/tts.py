@@ -264,8 +264,8 @@ def _store(ctx: JobContext, samples: np.ndarray, rate: int, fmt: str = "wav", *,
     from thorgen.media.audio_out import write_audio
 
     key, path = ctx.new_output(fmt)
-    write_audio(path, samples, rate, fmt, out_rate=out_rate, channels=channels, bitrate=bitrate)
-    return AudioFile(**ctx.file(key), duration=round(samples.size / rate, 6))
+    written = write_audio(path, samples, rate, fmt, out_rate=out_rate, channels=channels, bitrate=bitrate)
+    return AudioFile(**ctx.file(key), duration=round(written / (out_rate or rate), 6))
 
 
 def _log_voice(ctx: JobContext, name: str, voice: Voice) -> None:

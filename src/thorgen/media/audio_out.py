@@ -20,8 +20,9 @@ FORMATS = {
 
 
 def write_audio(path: Path, samples: np.ndarray, sample_rate: int, fmt: str = "wav", *,
-                out_rate: int | None = None, channels: int = 1, bitrate: int | None = None) -> None:
-    """Encode ``samples`` (1-D float in [-1, 1]) to ``path`` in ``fmt``."""
+                out_rate: int | None = None, channels: int = 1, bitrate: int | None = None) -> int:
+    """Encode ``samples`` (1-D float in [-1, 1]) to ``path`` in ``fmt``; the number of samples per channel
+    written (after resampling), from which the caller states the exact duration."""
     container_name, codec, sample_format = FORMATS[fmt]
     out_rate = out_rate or sample_rate
     layout = "stereo" if channels == 2 else "mono"
@@ -34,9 +35,12 @@ def write_audio(path: Path, samples: np.ndarray, sample_rate: int, fmt: str = "w
         frame = av.AudioFrame.from_ndarray(pcm.reshape(1, -1), format="s16", layout="mono")
         frame.sample_rate = sample_rate
         frame.pts = 0
+        written = 0
         for converted in [*resampler.resample(frame), *resampler.resample(None)]:
             converted.pts = None
+            written += converted.samples
             for packet in stream.encode(converted):
                 container.mux(packet)
         for packet in stream.encode(None):
             container.mux(packet)
+    return written
