@@ -7,6 +7,7 @@ stereo only when the caller asks for another rate or two channels.
 from __future__ import annotations
 
 from pathlib import Path
+from typing import cast
 
 import av
 import numpy as np
@@ -28,7 +29,7 @@ def write_audio(path: Path, samples: np.ndarray, sample_rate: int, fmt: str = "w
     layout = "stereo" if channels == 2 else "mono"
     pcm = (np.clip(samples, -1.0, 1.0) * 32767).astype(np.int16)
     with av.open(str(path), "w", format=container_name) as container:
-        stream = container.add_stream(codec, rate=out_rate, layout=layout)
+        stream = cast(av.audio.stream.AudioStream, container.add_stream(codec, rate=out_rate, layout=layout))
         if bitrate and fmt == "mp3":
             stream.bit_rate = bitrate
         resampler = av.AudioResampler(format=sample_format, layout=layout, rate=out_rate)
