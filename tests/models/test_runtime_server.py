@@ -28,7 +28,7 @@ def tiny_server(server, models_dir, tmp_path):
 def test_a_model_larger_than_the_budget_is_refused_at_start_and_on_request(tiny_server):
     server = tiny_server({"THORGEN_RUNTIME__BUDGET_BYTES": "100000"})
     info = httpx.get(f"{server.base_url}/info").json()["runtime"]
-    assert set(info["refused"]) == {"flux-dev", "flux-schnell"}
+    assert set(info["refused"]) >= {"flux-dev", "flux-schnell"}  # other families add theirs
     assert "budget" in info["refused"]["flux-dev"] and info["budget_bytes"] == 100000
     assert "can never load here" in server.log()
     response = httpx.post(f"{server.base_url}/queue/fal-ai/flux/dev", json={"prompt": "x"})
