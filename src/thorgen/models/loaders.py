@@ -42,7 +42,8 @@ class Loader:
         if model.family == "nemo-tts":  # two .nemo archives, restored by NeMo itself
             from thorgen.models.nemo_tts import load_pair
 
-            return load_pair(name, status.path, self._device(name, model.device))
+            return load_pair(name, status.path, self._device(name, model.device),
+                             cache_dir=self.config.data_dir / "cache" / "text-normalisation")
         import diffusers
         import torch
         import transformers
