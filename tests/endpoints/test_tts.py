@@ -9,6 +9,7 @@ voices that really differ.
 from __future__ import annotations
 
 import importlib.util
+import os
 import sys
 
 import fal_client
@@ -168,6 +169,49 @@ def test_digits_are_spoken_without_nemo_text_processing(fal, tmp_path):
     spelled = fal.run("fal-ai/playht/tts/v3", arguments={"input": "one thousand two hundred thirty four",
                                                          "voice": ""})
     assert output["audio"]["duration"] == spelled["audio"]["duration"] > 0
+
+
+ARCH64_CHECK = """
+import logging, sys
+for missing in ("pynini", "nemo_text_processing"):  # as on aarch64, where pip installs neither
+    sys.modules[missing] = None
+logging.basicConfig(level=logging.WARNING)
+from thorgen.models.nemo_tts import load_pair
+pair = load_pair("fastpitch-hifigan", sys.argv[1], "cpu")
+print("RESULT", pair.nemo_normaliser, pair.speak("42").size, pair.speak("forty two").size)
+"""
+
+
+@needs_nemo
+def test_a_checkpoint_naming_nemos_normaliser_loads_without_it(server, models_dir, tmp_path):
+    """Released FastPitch checkpoints configure nemo_text_processing's Normalizer; on aarch64 it is not
+    installed. The archive is the tiny one with that normaliser written into its config."""
+    import subprocess
+    import tarfile
+
+    source = models_dir / "tiny" / "fastpitch-hifigan"
+    folder = tmp_path / "pair"
+    folder.mkdir()
+    (folder / "tiny_hifigan.nemo").symlink_to(source / "tiny_hifigan.nemo")
+    with tarfile.open(source / "tiny_fastpitch.nemo") as original, \
+            tarfile.open(folder / "tiny_fastpitch.nemo", "w") as rewritten:
+        for member in original.getmembers():
+            data = original.extractfile(member) if member.isfile() else None
+            if member.name.endswith("model_config.yaml"):
+                assert data is not None
+                text = data.read() + (b"\ntext_normalizer:\n  _target_: nemo_text_processing.text_normalization."
+                                      b"normalize.Normalizer\n  lang: en\n  input_case: cased\n")
+                (tmp_path / "config.yaml").write_bytes(text)
+                member.size = len(text)
+                data = (tmp_path / "config.yaml").open("rb")
+            rewritten.addfile(member, data)
+    done = subprocess.run([sys.executable, "-c", ARCH64_CHECK, str(folder)], capture_output=True, text=True,
+                          timeout=240, env={**os.environ, "HF_HUB_OFFLINE": "1"})
+    result = [line for line in done.stdout.splitlines() if line.startswith("RESULT")]
+    assert done.returncode == 0 and result, done.stderr[-3000:]
+    _, uses_nemo, digits, words = result[0].split()
+    assert uses_nemo == "False" and int(digits) == int(words) > 0
+    assert "nemo_text_processing is not installed" in done.stderr
 
 
 def test_fallback_normaliser():

@@ -130,27 +130,22 @@ def load_pair(name: str, folder: str | Path, device: str, cache_dir: Path | None
     fastpitch_class, vocoder_class = nemo_classes()
     fastpitch_path, vocoder_path = find_archives(Path(folder))
     config = fastpitch_class.restore_from(str(fastpitch_path), return_config=True, map_location="cpu")
-    nemo_normaliser = "text_normalizer" in config
-    if nemo_normaliser and not text_processing_available():
-        from omegaconf import open_dict
-
-        with open_dict(config):
-            del config["text_normalizer"]
-        nemo_normaliser = False
-        log.warning("model %s: nemo_text_processing is not installed (pip leaves it out on aarch64); "
-                    "numbers and abbreviations are spelled out by thorgen's small normaliser instead", name)
-    elif nemo_normaliser and cache_dir is not None:
-        # Compiling the grammars costs ~30 s per process; the cache makes later loads take under a second.
+    if "text_normalizer" in config and text_processing_available() and cache_dir is not None:
+        # Compiling the grammars costs ~30 s per process; with a cache later loads take under a second.
         from omegaconf import open_dict
 
         cache_dir.mkdir(parents=True, exist_ok=True)
         with open_dict(config):
             config.text_normalizer.cache_dir = str(cache_dir)
-    elif not nemo_normaliser:
-        log.warning("model %s: the FastPitch checkpoint has no text normaliser; thorgen's small normaliser "
-                    "spells out numbers and abbreviations", name)
     fastpitch = fastpitch_class.restore_from(str(fastpitch_path), override_config_path=config,
                                              map_location=device)
+    # NeMo sets the normaliser up only when the config names one and nemo_text_processing imports.
+    nemo_normaliser = getattr(fastpitch, "text_normalizer_call", None) is not None
+    if not nemo_normaliser:
+        why = ("nemo_text_processing is not installed (pip leaves it out on aarch64)" if "text_normalizer" in config
+               else "the FastPitch checkpoint configures no text normaliser")
+        log.warning("model %s: %s; thorgen's small normaliser spells out numbers and abbreviations instead",
+                    name, why)
     vocoder = vocoder_class.restore_from(str(vocoder_path), map_location=device)
     for training_only in ("mpd", "msd"):  # the discriminators: most of HiFi-GAN's weights, unused to speak
         if hasattr(vocoder, training_only):
