@@ -270,3 +270,16 @@ def test_without_nemo_the_server_answers_a_clear_424(tmp_path, fal, models_dir):
         assert rows["fal-ai/f5-tts"]["available"] is False and "thorgen[tts]" in rows["fal-ai/f5-tts"]["reason"]
     finally:
         server.stop()
+
+
+def test_pull_fetches_both_archives_into_one_folder(tmp_path, monkeypatch):
+    """`thorgen models pull fastpitch-hifigan`: two Hub repos, only their .nemo files, one folder."""
+    from thorgen.config import load_config
+    from thorgen.models import pull as pull_module
+
+    calls = []
+    monkeypatch.setattr("huggingface_hub.snapshot_download", lambda **kwargs: calls.append(kwargs))
+    config = load_config(None, environ={"THORGEN_STORAGE__MODELS_DIR": str(tmp_path)})
+    target = pull_module.pull(config, "fastpitch-hifigan")
+    assert [call["repo_id"] for call in calls] == ["nvidia/tts_en_fastpitch", "nvidia/tts_hifigan"]
+    assert all(call["local_dir"] == target and call["allow_patterns"] == ["*.nemo"] for call in calls)

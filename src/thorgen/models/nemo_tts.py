@@ -73,6 +73,15 @@ def find_archives(folder: Path) -> tuple[Path, Path]:
     return fastpitch[0], vocoder[0]
 
 
+def _number(cfg: Any, key: str, default: float) -> float:
+    """A number from a checkpoint's config; released configs may leave it out or as an unresolved ${...}."""
+    try:
+        value = cfg.get(key)
+    except Exception:  # noqa: BLE001 - omegaconf's interpolation errors
+        return default
+    return float(value) if isinstance(value, int | float) and value else default
+
+
 class SpeechPair:
     """A loaded FastPitch and HiFi-GAN. ``components`` lets the swapper measure both."""
 
@@ -80,9 +89,8 @@ class SpeechPair:
         self.fastpitch = fastpitch
         self.vocoder = vocoder
         self.nemo_normaliser = nemo_normaliser
-        cfg = fastpitch.cfg
-        self.pitch_mean = float(cfg.get("pitch_mean") or DEFAULT_PITCH_MEAN)
-        self.pitch_std = float(cfg.get("pitch_std") or DEFAULT_PITCH_STD)
+        self.pitch_mean = _number(fastpitch.cfg, "pitch_mean", DEFAULT_PITCH_MEAN)
+        self.pitch_std = _number(fastpitch.cfg, "pitch_std", DEFAULT_PITCH_STD)
         self.sample_rate = int(vocoder.cfg.preprocessor.sample_rate)
 
     @property
