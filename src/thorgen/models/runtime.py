@@ -142,7 +142,11 @@ def write_missing_tiny(config: Config, *, force: bool = False) -> list[str]:
             continue
         if force or not model_status(tiny, name).installed:
             tiny.models_dir.mkdir(parents=True, exist_ok=True)
-            write_tiny(family, tiny.model_path(name))
+            try:
+                write_tiny(family, tiny.model_path(name))
+            except FalError as exc:  # e.g. an extra that is installed but will not import: the others still run
+                log.error("tiny model %s not written: %s", name, exc.detail)
+                continue
             written.append(name)
     return written
 
