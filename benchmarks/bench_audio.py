@@ -11,30 +11,13 @@ Run:  .venv/bin/python benchmarks/bench_audio.py [--runs 10] [--steps 8]
 from __future__ import annotations
 
 import argparse
-import os
-import statistics
-import sys
 import tempfile
-import time
 from pathlib import Path
 
-os.environ["HF_HUB_OFFLINE"] = "1"
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
-
-from server_process import ServerProcess  # noqa: E402
+from common import interleaved, point_client, write_tiny_models
+from server_process import ServerProcess
 
 SECONDS = 1.0  # within the tiny model's ≈1.49 s window
-
-
-def point_client(base: str):
-    import fal_client
-    import fal_client.client as fal_internal
-
-    fal_internal.RUN_URL_FORMAT = f"{base}/run/"
-    fal_internal.QUEUE_URL_FORMAT = f"{base}/queue/"
-    fal_internal.REST_URL = f"{base}/rest"
-    fal_internal.CDN_URL = f"{base}/cdn"
-    return fal_client.SyncClient(key="bench", default_timeout=120)
 
 
 def p3(models_dir: Path, work: Path, runs: int, steps: int) -> None:
@@ -54,19 +37,12 @@ def p3(models_dir: Path, work: Path, runs: int, steps: int) -> None:
         def direct() -> None:
             audio = pipe(prompt=arguments["prompt"], audio_end_in_s=SECONDS, num_inference_steps=steps,
                          guidance_scale=7.0, generator=torch.Generator().manual_seed(1)).audios[0]
-            write_audio(audio.float().numpy(), pipe.vae.config.sampling_rate, work / "direct.wav")
+            write_audio(work / "direct.wav", audio.float().numpy(), pipe.vae.config.sampling_rate)
 
         def through_server() -> None:
             client.run("fal-ai/stable-audio", arguments=arguments)
 
-        direct(), through_server()  # warm both (first load, first call)
-        served, made = [], []
-        for _ in range(runs):
-            for label, call in (("server", through_server), ("direct", direct)):
-                started = time.perf_counter()
-                call()
-                (served if label == "server" else made).append(time.perf_counter() - started)
-        s, d = statistics.median(served), statistics.median(made)
+        s, d = interleaved(through_server, direct, runs)
         print(f"P3 tiny Stable Audio, {SECONDS:g} s at 44.1 kHz stereo, {steps} steps, {runs} runs each: "
               f"server {s * 1000:.1f} ms, direct {d * 1000:.1f} ms -> ratio {s / d:.2f} (+{(s - d) * 1000:.1f} ms)")
     finally:
@@ -81,10 +57,7 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         work = Path(tmp)
         models_dir = work / "models"
-        from thorgen.config import load_config
-        from thorgen.models.runtime import write_missing_tiny
-
-        write_missing_tiny(load_config(None, environ={"THORGEN_STORAGE__MODELS_DIR": str(models_dir)}))
+        write_tiny_models(models_dir)
         p3(models_dir, work, args.runs, args.steps)
 
 

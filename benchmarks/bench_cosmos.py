@@ -11,19 +11,11 @@ Run:  .venv/bin/python benchmarks/bench_cosmos.py [--runs 5] [--frames 17] [--st
 from __future__ import annotations
 
 import argparse
-import os
-import statistics
-import sys
 import tempfile
-import time
 from pathlib import Path
 
-os.environ["HF_HUB_OFFLINE"] = "1"
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-
-from bench_models import point_client  # noqa: E402
-from server_process import ServerProcess  # noqa: E402
+from common import interleaved, point_client, write_tiny_models
+from server_process import ServerProcess
 
 
 def main() -> None:
@@ -35,15 +27,13 @@ def main() -> None:
     import torch
     from diffusers import Cosmos2_5_PredictBasePipeline
 
-    from thorgen.config import load_config
     from thorgen.media.video import write_video
     from thorgen.models import cosmos
-    from thorgen.models.runtime import write_missing_tiny
 
     with tempfile.TemporaryDirectory() as tmp:
         work = Path(tmp)
         models_dir = work / "models"
-        write_missing_tiny(load_config(None, environ={"THORGEN_STORAGE__MODELS_DIR": str(models_dir)}))
+        write_tiny_models(models_dir)
         server = ServerProcess(work / "data", args=["--tiny", "--models-dir", str(models_dir)]).start().wait_ready()
         try:
             client = point_client(server.base_url)
@@ -65,14 +55,7 @@ def main() -> None:
             def through_server() -> None:
                 client.run("fal-ai/cosmos-predict-2.5/text-to-video", arguments=body)
 
-            direct(), through_server()  # warm both (first load, first call)
-            served, made = [], []
-            for _ in range(args.runs):
-                for label, call in (("server", through_server), ("direct", direct)):
-                    started = time.perf_counter()
-                    call()
-                    (served if label == "server" else made).append(time.perf_counter() - started)
-            s, d = statistics.median(served), statistics.median(made)
+            s, d = interleaved(through_server, direct, args.runs)
             print(f"P3 tiny Cosmos Predict2.5 112x64, {args.frames} frames, {args.steps} steps, {args.runs} runs each: "
                   f"server {s * 1000:.0f} ms, direct {d * 1000:.0f} ms -> ratio {s / d:.2f} "
                   f"(+{(s - d) * 1000:.0f} ms)")

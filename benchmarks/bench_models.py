@@ -18,34 +18,18 @@ from __future__ import annotations
 
 import argparse
 import io
-import os
 import statistics
-import sys
 import tempfile
 import time
 from pathlib import Path
 
 import httpx
-
-os.environ["HF_HUB_OFFLINE"] = "1"
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
-
-from mediagen import make_image  # noqa: E402
-from server_process import ServerProcess  # noqa: E402
+from common import interleaved, point_client, write_tiny_models
+from mediagen import make_image
+from server_process import ServerProcess
 
 ARGS = {"prompt": "a lighthouse at dusk", "image_size": {"width": 256, "height": 256},
         "num_inference_steps": 4, "seed": 1, "guidance_scale": 3.5}
-
-
-def point_client(base: str):
-    import fal_client
-    import fal_client.client as fal_internal
-
-    fal_internal.RUN_URL_FORMAT = f"{base}/run/"
-    fal_internal.QUEUE_URL_FORMAT = f"{base}/queue/"
-    fal_internal.REST_URL = f"{base}/rest"
-    fal_internal.CDN_URL = f"{base}/cdn"
-    return fal_client.SyncClient(key="bench", default_timeout=120)
 
 
 def p3(models_dir: Path, work: Path, runs: int) -> None:
@@ -67,14 +51,7 @@ def p3(models_dir: Path, work: Path, runs: int) -> None:
         def through_server() -> None:
             client.run("fal-ai/flux/dev", arguments=ARGS)
 
-        direct(), through_server()  # warm both (first load, first call)
-        served, made = [], []
-        for _ in range(runs):
-            for label, call in (("server", through_server), ("direct", direct)):
-                started = time.perf_counter()
-                call()
-                (served if label == "server" else made).append(time.perf_counter() - started)
-        s, d = statistics.median(served), statistics.median(made)
+        s, d = interleaved(through_server, direct, runs)
         print(f"P3 tiny Flux 256x256, 4 steps, {runs} runs each: server {s * 1000:.1f} ms, direct {d * 1000:.1f} ms "
               f"-> ratio {s / d:.2f} (+{(s - d) * 1000:.1f} ms)")
     finally:
@@ -172,10 +149,7 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         work = Path(tmp)
         models_dir = work / "models"
-        from thorgen.config import load_config
-        from thorgen.models.runtime import write_missing_tiny
-
-        write_missing_tiny(load_config(None, environ={"THORGEN_STORAGE__MODELS_DIR": str(models_dir)}))
+        write_tiny_models(models_dir)
         p3(models_dir, work, args.runs)
         p4(models_dir, args.runs)
         p5(models_dir, work, max(2, args.runs // 2))

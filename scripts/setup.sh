@@ -15,7 +15,9 @@ if ! .venv/bin/python -c "import torch" >/dev/null 2>&1; then
     .venv/bin/python -m pip install --quiet ${THORGEN_TORCH_INDEX:+--index-url "$THORGEN_TORCH_INDEX"} "torch==2.13.0"
 fi
 if [ "${1:-}" = "--test" ]; then
-    .venv/bin/python -m pip install --quiet -e ".[test]"
+    # tts: NeMo, so the speech tests run the real FastPitch/HiFi-GAN path (a fresh machine compiles
+    # pyopenjtalk and cdifflib once, about 90 s; neither has a binary wheel).
+    .venv/bin/python -m pip install --quiet -e ".[test,tts]"
     if command -v npm >/dev/null 2>&1; then
         (cd tests/js && npm ci --no-audit --no-fund --loglevel=error)
     else

@@ -291,6 +291,16 @@ def test_make_video_from_the_flux_image(flow: FlowRun, server):
     assert metadata["start_frame_url"] and metadata["end_frame_url"]
 
 
+def test_voiceover_with_the_editors_input(flow: FlowRun, server):
+    step = flow.step("voiceover")
+    if "skipped" in step:
+        pytest.skip(step["skipped"])
+    audio = step["audio"]
+    assert audio["content_type"] == "audio/wav" and audio["url"].startswith(server.base_url + "/")
+    assert audio["duration"] > 0 and step["status"] == 200 and step["downloaded_type"] == "audio/wav"
+    assert step["downloaded_length"] == audio["file_size"]
+
+
 def test_flux_image_to_image_with_a_blob(flow: FlowRun, server):
     if flow.mode == "editor":
         pytest.skip("the editor sends image-to-image only to video models")

@@ -102,7 +102,7 @@ def test_without_the_guardrail_package_cosmos_is_refused_clearly(start, weights)
     response = httpx.post(f"{server.base_url}/queue/{T2V}", json={"prompt": "x"})
     assert response.status_code == 424, response.text
     body = response.json()
-    assert body["error_type"] == "dependency_not_installed"
+    assert body["error_type"] == "extra_not_installed"
     assert "pip install 'thorgen[guardrail]'" in body["detail"] and "guardrail = false" in body["detail"]
     rows = {row["id"]: row for row in httpx.get(f"{server.base_url}/endpoints").json()["endpoints"]}
     assert rows["fal-ai/minimax/video-01-live"]["available"] is False

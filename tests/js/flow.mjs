@@ -466,6 +466,27 @@ if (mode === "latest") {
   });
 }
 
+// -- f5. a voiceover with exactly the input the editor's default voiceover sends (right-panel.tsx) ---
+
+// Speech needs the tts extra (NeMo); where it is not installed the step says so instead.
+const listing = await (await rawFetch(`${base}/endpoints`)).json();
+const speechReady = listing.endpoints.some((row) => row.id === "fal-ai/playht/tts/v3" && row.available);
+await step("voiceover", async () => {
+  if (!speechReady) return { skipped: "fal-ai/playht/tts/v3 is not available here (the tts extra?)" };
+  const text = "Coffee beans falling into a cup.";
+  const result = await fal.subscribe("fal-ai/playht/tts/v3", {
+    input: { prompt: text, input: text, voice: "Dexter (English (US)/American)", image_size: "landscape_16_9",
+      aspect_ratio: "16:9", seconds_total: 30 },
+    mode: mode === "editor" ? "polling" : "streaming",
+    pollInterval: 250,
+  });
+  const audio = result.data?.audio;
+  check(audio && typeof audio.url === "string", "no data.audio.url in the voiceover result", result.data);
+  const back = await download(audio.url);
+  return { requestId: result.requestId, audio, status: back.status, downloaded_type: back.content_type,
+    downloaded_length: back.bytes.length };
+});
+
 // -- g. the queue API by hand (media-panel.tsx: submit, then status until COMPLETED, then result) --
 
 await step("queue_by_hand", async () => {

@@ -119,7 +119,7 @@ def _step_reporter(ctx: JobContext, total: int) -> Any:
 
 def _store(ctx: JobContext, samples: np.ndarray, rate: int, fmt: AudioFormat) -> tuple[dict[str, Any], float]:
     key, path = ctx.new_output(fmt)
-    duration = write_audio(samples, rate, path, fmt)
+    duration = write_audio(path, samples, rate, fmt) / rate
     ctx.log(f"wrote {samples.shape[1]} samples × {samples.shape[0]} channels at {rate} Hz ({fmt})")
     return ctx.file(key), duration
 

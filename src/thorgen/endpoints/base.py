@@ -12,7 +12,6 @@ import msgspec
 from thorgen.errors import InputError
 
 if TYPE_CHECKING:
-    from thorgen.config import Config
     from thorgen.jobs.context import JobContext
 
 
@@ -39,8 +38,6 @@ class Endpoint:
     lane: Literal["gpu", "utility"]
     summary: str
     model: str | None = None  # a [models.NAME] entry this endpoint needs on disk
-    # Why this endpoint cannot run with this config (a package missing, say), or None. Torch-free.
-    requires: Callable[[Config], str | None] | None = None
 
     def decode_input(self, raw: Any) -> msgspec.Struct:
         """Validate a JSON body into the input Struct, or raise a fal-style 422."""

@@ -17,7 +17,6 @@ clip, when ``[cosmos] guardrail`` is on; models/cosmos.py says why it is not lef
 
 from __future__ import annotations
 
-import importlib.util
 import time
 from typing import Annotated, Any, Literal
 
@@ -250,15 +249,6 @@ def safety_note(config: Config) -> str:
     return "on: cosmos_guardrail checks every prompt (blocklist, Qwen3Guard) and every clip (face blur)"
 
 
-def guardrail_requirement(config: Config) -> str | None:
-    """At submit: Cosmos with its guardrail on needs the cosmos_guardrail package."""
-    if not config.guardrail_on or importlib.util.find_spec("cosmos_guardrail") is not None:
-        return None
-    return ("Cosmos needs its safety guardrail (NVIDIA Open Model License) and the cosmos_guardrail package is "
-            "not installed: pip install 'thorgen[guardrail]', then `thorgen models pull cosmos-guardrail`; or set "
-            "[cosmos] guardrail = false in config.toml (read the README's \"Cosmos safety guardrail\" first)")
-
-
 # -- what thorgen cannot do locally -----------------------------------------------------------------
 
 class _Anything(Struct, kw_only=True):
@@ -278,13 +268,13 @@ T2V = "fal-ai/cosmos-predict-2.5/text-to-video"
 ENDPOINTS = [
     Endpoint(T2V, TextToVideoInput, VideoOutput, generate, "gpu",
              "Cosmos Predict2.5 text-to-video (an optional image_url or video_url conditions it)",
-             model="cosmos-predict25", requires=guardrail_requirement),
+             model="cosmos-predict25"),
     Endpoint("fal-ai/cosmos-predict-2.5/image-to-video", ImageToVideoInput, VideoOutput, generate, "gpu",
              "Cosmos Predict2.5 image-to-video (image_url is the first frame)",
-             model="cosmos-predict25", requires=guardrail_requirement),
+             model="cosmos-predict25"),
     Endpoint("fal-ai/cosmos-predict-2.5/video-to-video", VideoToVideoInput, VideoOutput, generate, "gpu",
              "Cosmos Predict2.5 video-to-video (continues the clip at video_url)",
-             model="cosmos-predict25", requires=guardrail_requirement),
+             model="cosmos-predict25"),
     Endpoint("fal-ai/sync-lipsync", _Anything, VideoOutput, _unavailable("Lip sync (fal-ai/sync-lipsync)"),
              "utility", "Not available locally: always fails with a clear error"),
     Endpoint("fal-ai/topaz/upscale/video", _Anything, VideoOutput,

@@ -8,12 +8,13 @@ from typing import Any
 import msgspec
 
 from thorgen.config import Config
-from thorgen.endpoints import audio, cosmos, ffmpeg, flux, llm
+from thorgen.endpoints import audio, cosmos, ffmpeg, flux, llm, tts
 from thorgen.endpoints.base import Endpoint
 from thorgen.errors import FalError
+from thorgen.models.catalog import missing_extra
 from thorgen.models.store import model_status
 
-FAMILIES = [ffmpeg, flux, cosmos, audio, llm]
+FAMILIES = [ffmpeg, flux, cosmos, audio, llm, tts]
 
 
 class Registry:
@@ -42,13 +43,15 @@ class Registry:
                 status=404,
                 error_type="endpoint_not_found",
             )
+        extra = self._missing_extra(endpoint)
+        if extra:
+            raise FalError(f"Endpoint '{endpoint_id}' cannot run: {extra}", status=424,
+                           error_type="extra_not_installed")
         reason = self.unavailable_reason(endpoint)
         if reason:
-            # 424 Failed Dependency: the endpoint exists but its model (or a package) is missing.
-            # Not 503, which fal's JS client would retry.
-            missing_model = self.model_reason(endpoint) is not None
-            raise FalError(reason, status=424,
-                           error_type="model_not_installed" if missing_model else "dependency_not_installed")
+            # 424 Failed Dependency: the endpoint exists but its model is missing. Not 503, which
+            # fal's JS client would retry.
+            raise FalError(reason, status=424, error_type="model_not_installed")
         return endpoint
 
     def model_for(self, endpoint: Endpoint) -> str | None:
@@ -56,22 +59,25 @@ class Registry:
         return self.config.endpoint_models.get(endpoint.id, endpoint.model)
 
     def unavailable_reason(self, endpoint: Endpoint) -> str | None:
-        reason = self.model_reason(endpoint)
-        if reason is None and endpoint.requires is not None:
-            reason = endpoint.requires(self.config)
-        return reason
-
-    def model_reason(self, endpoint: Endpoint) -> str | None:
         name = self.model_for(endpoint)
         if name is None:
             return None
         status = model_status(self.config, name)
+        extra = self._missing_extra(endpoint)
+        if extra:
+            return f"Endpoint '{endpoint.id}' cannot run: {extra}"
         if status.installed:
             return None
         return (
             f"Endpoint '{endpoint.id}' needs the model '{name}', which is not installed "
             f"(looked in {status.path or 'config.toml'}). Install it with: {status.install_hint}"
         )
+
+    def _missing_extra(self, endpoint: Endpoint) -> str | None:
+        name = self.model_for(endpoint)
+        if name is None or name not in self.config.models:
+            return None
+        return missing_extra(self.config.models[name].family, self.config)
 
     def listing(self) -> list[dict[str, Any]]:
         rows = []

@@ -8,7 +8,10 @@ add their models to this table as they arrive.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from thorgen.config import Config
 
 # Only the diffusers layout (model_index.json plus one folder per component): Flux repos also carry
 # single-file checkpoints at their root that would double the download.
@@ -88,7 +91,47 @@ CATALOG: dict[str, CatalogEntry] = {
         approx_bytes=3_090_000_000,
         allow_patterns=list(TRANSFORMERS_FILES),
     ),
+    # NeMo's English FastPitch (LJSpeech voice, 22050 Hz) and HiFi-GAN vocoder: two .nemo files from two
+    # repos, pulled into one folder (sources are space-separated). float32: small models, and FastPitch's
+    # duration and pitch predictors are not trained for half precision.
+    "fastpitch-hifigan": CatalogEntry(
+        config={"family": "nemo-tts", "path": "fastpitch-hifigan",
+                "source": "nvidia/tts_en_fastpitch nvidia/tts_hifigan", "dtype": "float32"},
+        licence="CC-BY-4.0",
+        gated=False,
+        approx_bytes=502_000_000,
+        allow_patterns=["*.nemo"],
+    ),
 }
+
+
+# Families that need an optional extra: family -> (module that must be importable, extra to install).
+# family -> (the module its optional extra provides, the extra's name). Cosmos needs its extra (the
+# guardrail) only while [cosmos] guardrail is on.
+EXTRAS = {"nemo-tts": ("nemo", "tts"), "cosmos": ("cosmos_guardrail", "guardrail")}
+GUARDRAIL_HINT = ("; then fetch its weights with `thorgen models pull cosmos-guardrail`. The NVIDIA Open Model "
+                  "License requires this guardrail; [cosmos] guardrail = false in config.toml turns it off (read the "
+                  "README's \"Cosmos safety guardrail\" first)")
+
+
+def missing_extra(family: str, config: Config | None = None) -> str | None:
+    """Why a family cannot run in this environment (its optional extra is absent), or None.
+
+    Asks importlib where the module would come from without importing it: NeMo's import costs seconds.
+    """
+    if family not in EXTRAS or (family == "cosmos" and config is not None and not config.guardrail_on):
+        return None
+    import importlib.util
+
+    module, extra = EXTRAS[family]
+    try:
+        found = importlib.util.find_spec(module) is not None
+    except (ImportError, ValueError):
+        found = False
+    if found:
+        return None
+    return (f"the '{family}' models need the optional extra '{extra}', which is not installed here: "
+            f"pip install 'thorgen[{extra}]'" + (GUARDRAIL_HINT if family == "cosmos" else ""))
 
 
 def default_models() -> dict[str, dict[str, Any]]:

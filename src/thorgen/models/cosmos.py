@@ -66,13 +66,13 @@ def load_guardrail() -> Any:
             "Cosmos needs its safety guardrail (NVIDIA Open Model License) and the cosmos_guardrail package "
             f"is not installed. Install it with {GUARDRAIL_EXTRA} and fetch its weights with "
             "`thorgen models pull cosmos-guardrail`, or set [cosmos] guardrail = false in config.toml "
-            "(see the README before you do)", status=424, error_type="guardrail_not_installed") from None
+            "(see the README before you do)", status=424, error_type="extra_not_installed") from None
     try:
         return CosmosSafetyChecker()
     except Exception as exc:  # its constructor reads the hub cache; offline and empty, it fails
         raise FalError(
             f"The Cosmos guardrail could not load its weights ({type(exc).__name__}). Fetch them once with "
-            "`thorgen models pull cosmos-guardrail`", status=424, error_type="guardrail_not_installed") from None
+            "`thorgen models pull cosmos-guardrail`", status=424, error_type="extra_not_installed") from None
 
 
 def install_torchvision_stand_ins() -> None:
@@ -171,27 +171,26 @@ def build_cosmos2_5() -> Any:
 
 def build_cosmos2_video2world() -> Any:
     """Cosmos Predict2 Video2World: T5 text encoder, image or video conditioning (mask channel: 16 + 1)."""
-    from diffusers import Cosmos2VideoToWorldPipeline, FlowMatchEulerDiscreteScheduler
+    from diffusers import Cosmos2VideoToWorldPipeline
 
-    torch.manual_seed(0)
-    tokenizer, text_encoder = _tiny_t5()
-    transformer = _tiny_transformer(in_channels=17, text_embed_dim=32)
-    vae = _tiny_vae()
-    _eval(text_encoder, transformer, vae)
-    return Cosmos2VideoToWorldPipeline(text_encoder=text_encoder, tokenizer=tokenizer, transformer=transformer,
-                                       vae=vae, scheduler=FlowMatchEulerDiscreteScheduler(use_karras_sigmas=True),
-                                       safety_checker=passthrough_checker())
+    return _build_cosmos2(Cosmos2VideoToWorldPipeline, in_channels=17)
 
 
 def build_cosmos2_text2image() -> Any:
     """Cosmos Predict2 Text2Image: makes the first frame when Predict2 is asked for text-to-video."""
-    from diffusers import Cosmos2TextToImagePipeline, FlowMatchEulerDiscreteScheduler
+    from diffusers import Cosmos2TextToImagePipeline
+
+    return _build_cosmos2(Cosmos2TextToImagePipeline, in_channels=16)
+
+
+def _build_cosmos2(pipeline_class: Any, in_channels: int) -> Any:
+    from diffusers import FlowMatchEulerDiscreteScheduler
 
     torch.manual_seed(0)
     tokenizer, text_encoder = _tiny_t5()
-    transformer = _tiny_transformer(in_channels=16, text_embed_dim=32)
+    transformer = _tiny_transformer(in_channels=in_channels, text_embed_dim=32)
     vae = _tiny_vae()
     _eval(text_encoder, transformer, vae)
-    return Cosmos2TextToImagePipeline(text_encoder=text_encoder, tokenizer=tokenizer, transformer=transformer,
-                                      vae=vae, scheduler=FlowMatchEulerDiscreteScheduler(use_karras_sigmas=True),
-                                      safety_checker=passthrough_checker())
+    return pipeline_class(text_encoder=text_encoder, tokenizer=tokenizer, transformer=transformer, vae=vae,
+                          scheduler=FlowMatchEulerDiscreteScheduler(use_karras_sigmas=True),
+                          safety_checker=passthrough_checker())

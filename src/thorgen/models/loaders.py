@@ -39,6 +39,11 @@ class Loader:
             raise FalError(f"Model '{name}' is not installed (looked in {status.path}). Install it with: "
                            f"{status.install_hint}", status=424, error_type="model_not_installed")
         model = self.config.model(name)
+        if model.family == "nemo-tts":  # two .nemo archives, restored by NeMo itself
+            from thorgen.models.nemo_tts import load_pair
+
+            return load_pair(name, status.path, self._device(name, model.device),
+                             cache_dir=self.config.data_dir / "cache" / "text-normalisation")
         import diffusers
         import torch
         import transformers
@@ -54,10 +59,7 @@ class Loader:
         if pipeline_class is None:
             raise FalError(f"models.{name}.pipeline: diffusers has no class {model.pipeline!r}",
                            status=500, error_type="bad_model_config")
-        device = resolve_device(model.device)
-        if device.startswith("cuda") and not torch.cuda.is_available():
-            raise FalError(f"models.{name}.device is {model.device!r} but torch sees no CUDA GPU here "
-                           "(set device = \"auto\" or \"cpu\")", status=424, error_type="device_unavailable")
+        device = self._device(name, model.device)
         extra: dict[str, Any] = {}
         if model.family == "cosmos":
             from thorgen.models import cosmos
@@ -75,3 +77,13 @@ class Loader:
         pipeline.set_progress_bar_config(disable=True)
         log.info("model %s: %s from %s on %s in %s", name, model.pipeline, status.path, device, model.dtype)
         return pipeline
+
+    @staticmethod
+    def _device(name: str, setting: str) -> str:
+        import torch
+
+        device = resolve_device(setting)
+        if device.startswith("cuda") and not torch.cuda.is_available():
+            raise FalError(f"models.{name}.device is {setting!r} but torch sees no CUDA GPU here "
+                           "(set device = \"auto\" or \"cpu\")", status=424, error_type="device_unavailable")
+        return device

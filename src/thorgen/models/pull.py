@@ -35,12 +35,13 @@ def pull(config: Config, name: str) -> Path:
     from huggingface_hub.errors import GatedRepoError, HfHubHTTPError, LocalEntryNotFoundError, RepositoryNotFoundError
 
     try:
-        huggingface_hub.snapshot_download(
-            repo_id=model.source,
-            revision=model.revision or None,
-            local_dir=target,
-            allow_patterns=entry.allow_patterns if entry else DIFFUSERS_FILES,
-        )
+        for repo_id in model.source.split():  # several repos (space-separated) share one folder
+            huggingface_hub.snapshot_download(
+                repo_id=repo_id,
+                revision=model.revision or None,
+                local_dir=target,
+                allow_patterns=entry.allow_patterns if entry else DIFFUSERS_FILES,
+            )
     except GatedRepoError:
         raise PullError(_gated_message(model.source)) from None
     except RepositoryNotFoundError:

@@ -131,6 +131,7 @@ class ModelRuntime:
 
 def write_missing_tiny(config: Config, *, force: bool = False) -> list[str]:
     """Write a tiny checkpoint for every configured model whose family has a builder."""
+    from thorgen.models.catalog import missing_extra
     from thorgen.models.tiny import builder_for, write_tiny
 
     tiny = as_tiny(config)
@@ -138,11 +139,15 @@ def write_missing_tiny(config: Config, *, force: bool = False) -> list[str]:
     for name in sorted(tiny.models):
         model = tiny.model(name)
         build = builder_for(model.pipeline, model.family)
-        if build is None:
+        if build is None or missing_extra(model.family, tiny):  # its optional extra is absent: nothing to build with
             continue
         if force or not model_status(tiny, name).installed:
             tiny.models_dir.mkdir(parents=True, exist_ok=True)
-            write_tiny(build, tiny.model_path(name))
+            try:
+                write_tiny(build, tiny.model_path(name))
+            except FalError as exc:  # e.g. an extra that is installed but will not import: the others still run
+                log.error("tiny model %s not written: %s", name, exc.detail)
+                continue
             written.append(name)
     return written
 

@@ -15,6 +15,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from thorgen.models import tiny_tts
 from thorgen.models.tiny_audio import build_llm, build_stable_audio
 
 log = logging.getLogger("thorgen.models")
@@ -165,6 +166,7 @@ BUILDERS: dict[str, Callable[[], Any]] = {
     "flux": build_flux,
     "stable-audio": build_stable_audio,
     "llm": build_llm,
+    "nemo-tts": tiny_tts.build_tiny_pair,
     "Cosmos2_5_PredictBasePipeline": _cosmos("build_cosmos2_5"),
     "Cosmos2VideoToWorldPipeline": _cosmos("build_cosmos2_video2world"),
     "Cosmos2TextToImagePipeline": _cosmos("build_cosmos2_text2image"),
@@ -180,7 +182,10 @@ def write_tiny(build: Callable[[], Any], target: Path) -> Path:
     pipeline = build()
     partial = target.with_name(target.name + ".partial")
     shutil.rmtree(partial, ignore_errors=True)
-    pipeline.save_pretrained(partial, safe_serialization=True)
+    if hasattr(pipeline, "save_to_folder"):  # a family with its own format (NeMo's .nemo archives)
+        pipeline.save_to_folder(partial)
+    else:
+        pipeline.save_pretrained(partial, safe_serialization=True)
     shutil.rmtree(target, ignore_errors=True)
     partial.rename(target)
     log.info("wrote tiny %s to %s", type(pipeline).__name__, target)
