@@ -14,7 +14,7 @@ def read_wav(path) -> tuple[int, np.ndarray]:
         stream = container.streams.audio[0]
         channels, rate = stream.channels, stream.codec_context.sample_rate
         packed = np.concatenate([frame.to_ndarray() for frame in container.decode(stream)], axis=1)
-    return rate, packed.reshape(-1, channels).T / 32767
+    return rate, packed.reshape(-1, channels).T / 32768  # FFmpeg maps [-1, 1) onto [-32768, 32767]
 
 
 @pytest.mark.parametrize("channels", [1, 2])
