@@ -54,7 +54,7 @@ class Loader:
         if model.family == "llm":  # a transformers causal LM, not a diffusers pipeline: models/llm.py
             from thorgen.models.llm import load_causal_lm
 
-            return load_causal_lm(name, status.path, model.dtype, resolve_device(model.device))
+            return load_causal_lm(name, status.path, model.dtype, self._device(name, model.device))
         pipeline_class = getattr(diffusers, model.pipeline, None)
         if pipeline_class is None:
             raise FalError(f"models.{name}.pipeline: diffusers has no class {model.pipeline!r}",
