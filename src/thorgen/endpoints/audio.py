@@ -24,11 +24,10 @@ from typing import Annotated, Any, Literal
 import numpy as np
 from msgspec import Meta, Struct
 
-from thorgen.endpoints.base import Endpoint, File
+from thorgen.endpoints.base import AudioFile, Endpoint, File, store_audio
 from thorgen.endpoints.diffusion import pick_seed, seeded_generator
 from thorgen.errors import InputError
 from thorgen.jobs.context import JobContext
-from thorgen.media.audio_out import AudioFormat, write_audio
 
 DEFAULT_SECONDS = 30.0  # fal's stable-audio default, and what the editor sends
 Seed = Annotated[int, Meta(ge=0, le=2**63 - 1)]
@@ -60,12 +59,8 @@ class StableAudioOutput(Struct):
     audio_file: File
 
 
-class AudioWithDuration(File):
-    duration: float  # seconds: samples written ÷ sample rate
-
-
 class MinimaxMusicOutput(Struct):
-    audio: AudioWithDuration
+    audio: AudioFile
 
 
 # -- the model -------------------------------------------------------------------------------------
@@ -117,20 +112,13 @@ def _step_reporter(ctx: JobContext, total: int) -> Any:
     return on_step
 
 
-def _store(ctx: JobContext, samples: np.ndarray, rate: int, fmt: AudioFormat) -> tuple[dict[str, Any], float]:
-    key, path = ctx.new_output(fmt)
-    duration = write_audio(path, samples, rate, fmt) / rate
-    ctx.log(f"wrote {samples.shape[1]} samples × {samples.shape[0]} channels at {rate} Hz ({fmt})")
-    return ctx.file(key), duration
-
-
 # -- the endpoints ---------------------------------------------------------------------------------
 
 def stable_audio(ctx: JobContext, args: StableAudioInput) -> StableAudioOutput:
     samples, rate = make_music(ctx, args.prompt, args.seconds_total, args.steps, args.seed, args.negative_prompt,
                                guidance_scale=args.guidance_scale, seconds_start=args.seconds_start)
-    file, _ = _store(ctx, samples, rate, args.output_format)
-    return StableAudioOutput(audio_file=File(**file))
+    stored = store_audio(ctx, samples, rate, args.output_format)
+    return StableAudioOutput(audio_file=File(stored.url, stored.content_type, stored.file_name, stored.file_size))
 
 
 def minimax_music(ctx: JobContext, args: MinimaxMusicInput) -> MinimaxMusicOutput:
@@ -139,8 +127,7 @@ def minimax_music(ctx: JobContext, args: MinimaxMusicInput) -> MinimaxMusicOutpu
     seconds = args.seconds_total if args.seconds_total is not None else DEFAULT_SECONDS
     samples, rate = make_music(ctx, args.prompt, seconds, args.steps, args.seed, args.negative_prompt,
                                guidance_scale=args.guidance_scale, too_long="cap")
-    file, duration = _store(ctx, samples, rate, args.output_format)
-    return MinimaxMusicOutput(audio=AudioWithDuration(**file, duration=duration))
+    return MinimaxMusicOutput(audio=store_audio(ctx, samples, rate, args.output_format))
 
 
 class VideoSoundInput(Struct, kw_only=True):

@@ -29,6 +29,20 @@ class Image(File, omit_defaults=True):
     height: int | msgspec.UnsetType = msgspec.UNSET
 
 
+class AudioFile(File):
+    duration: float  # seconds, exact: samples written ÷ sample rate
+
+
+def store_audio(ctx: JobContext, samples: Any, rate: int, fmt: str = "wav", *, out_rate: int | None = None,
+                channels: int | None = None, bitrate: int | None = None) -> AudioFile:
+    """Encode float audio (see media.audio_out.write_audio) as a stored output, with its exact duration."""
+    from thorgen.media.audio_out import write_audio
+
+    key, path = ctx.new_output(fmt)
+    written = write_audio(path, samples, rate, fmt, out_rate=out_rate, channels=channels, bitrate=bitrate)
+    return AudioFile(**ctx.file(key), duration=written / (out_rate or rate))
+
+
 @dataclass(frozen=True)
 class Endpoint:
     id: str

@@ -25,7 +25,7 @@ from typing import Annotated, Any, Literal
 import numpy as np
 from msgspec import Meta, Struct
 
-from thorgen.endpoints.base import Endpoint, File
+from thorgen.endpoints.base import AudioFile, Endpoint, store_audio
 from thorgen.errors import InputError
 from thorgen.jobs.context import JobContext
 
@@ -90,10 +90,6 @@ def voice_for(name: str | None) -> Voice:
 # -- inputs and outputs -----------------------------------------------------------------------
 
 Text = Annotated[str, Meta(max_length=MAX_TEXT)]
-
-
-class AudioFile(File):
-    duration: float  # seconds, exact
 
 
 class AudioOutput(Struct):
@@ -259,15 +255,6 @@ def speak(ctx: JobContext, parts: list[tuple[str, Voice]], pause_s: float = TURN
     return samples, rate
 
 
-def _store(ctx: JobContext, samples: np.ndarray, rate: int, fmt: str = "wav", *, out_rate: int | None = None,
-           channels: int = 1, bitrate: int | None = None) -> AudioFile:
-    from thorgen.media.audio_out import write_audio
-
-    key, path = ctx.new_output(fmt)
-    written = write_audio(path, samples, rate, fmt, out_rate=out_rate, channels=channels, bitrate=bitrate)
-    return AudioFile(**ctx.file(key), duration=round(written / (out_rate or rate), 6))
-
-
 def _log_voice(ctx: JobContext, name: str, voice: Voice) -> None:
     ctx.log(f"voice {name or '(default)'!r} -> preset {voice.preset} (pitch {voice.pitch:+g} semitones, "
             f"pace {voice.pace:g})")
@@ -278,7 +265,7 @@ def playht(ctx: JobContext, args: PlayHTInput) -> AudioOutput:
     voice = voice_for(args.voice)
     _log_voice(ctx, args.voice, voice)
     samples, rate = speak(ctx, [(text, voice)])
-    return AudioOutput(audio=_store(ctx, samples, rate))
+    return AudioOutput(audio=store_audio(ctx, samples, rate))
 
 
 def dialog(ctx: JobContext, args: DialogInput) -> AudioOutput:
@@ -290,7 +277,7 @@ def dialog(ctx: JobContext, args: DialogInput) -> AudioOutput:
         _log_voice(ctx, f"{speaker.turn_prefix.strip()} {speaker.voice}", voice)
     ctx.log(f"{len(turns)} turn(s)")
     samples, rate = speak(ctx, [(turn, voices[index]) for turn, index in turns])
-    return AudioOutput(audio=_store(ctx, samples, rate))
+    return AudioOutput(audio=store_audio(ctx, samples, rate))
 
 
 def f5(ctx: JobContext, args: F5Input) -> F5Output:
@@ -298,7 +285,7 @@ def f5(ctx: JobContext, args: F5Input) -> F5Output:
     if args.ref_audio_url:
         ctx.log("ref_audio_url is not fetched and the voice is not cloned: FastPitch speaks in its own voice")
     samples, rate = speak(ctx, [(text, PRESETS["female"])])
-    return F5Output(audio_url=_store(ctx, samples, rate))
+    return F5Output(audio_url=store_audio(ctx, samples, rate))
 
 
 def kokoro(ctx: JobContext, args: KokoroInput) -> AudioOutput:
@@ -307,7 +294,7 @@ def kokoro(ctx: JobContext, args: KokoroInput) -> AudioOutput:
     voice = Voice(base.preset, base.pitch, base.pace * args.speed)
     _log_voice(ctx, args.voice, voice)
     samples, rate = speak(ctx, [(text, voice)])
-    return AudioOutput(audio=_store(ctx, samples, rate))
+    return AudioOutput(audio=store_audio(ctx, samples, rate))
 
 
 def minimax(ctx: JobContext, args: MinimaxInput) -> MinimaxOutput:
@@ -320,7 +307,7 @@ def minimax(ctx: JobContext, args: MinimaxInput) -> MinimaxOutput:
     samples, rate = speak(ctx, [(text, voice)])
     samples = np.clip(samples * setting.vol, -1.0, 1.0)
     fmt = "wav" if audio.format == "pcm" else audio.format
-    stored = _store(ctx, samples, rate, fmt, out_rate=audio.sample_rate, channels=audio.channel,
+    stored = store_audio(ctx, samples, rate, fmt, out_rate=audio.sample_rate, channels=audio.channel,
                     bitrate=audio.bitrate)
     return MinimaxOutput(audio=stored, duration_ms=int(round(stored.duration * 1000)))
 
