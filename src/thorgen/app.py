@@ -31,6 +31,7 @@ from thorgen.protocol.trust import TrustGate, TrustPolicy
 
 log = logging.getLogger("thorgen")
 
+
 def build_app(config: Config, service: JobService | None = None) -> Litestar:
     service = service or JobService(config, Registry(config), Metrics())
     auth = Auth(config.server.api_key)

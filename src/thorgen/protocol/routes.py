@@ -34,6 +34,8 @@ def build_routes(config: Config, service: JobService, auth: Auth) -> list[Any]:
     def base_url(request: Request[Any, Any, Any]) -> str:
         if config.server.public_url:
             return config.server.public_url.rstrip("/")
+        # protocol/trust.py has refused any Host that is not allowed, so these URLs never name a
+        # host a web page chose (DNS rebinding).
         host = request.headers.get("host") or f"{config.server.host}:{config.server.port}"
         return f"{request.url.scheme}://{host}"
 
