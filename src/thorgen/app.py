@@ -10,7 +10,6 @@ from contextlib import asynccontextmanager
 from typing import Any
 
 from litestar import Litestar, Request, Response, get
-from litestar.config.cors import CORSConfig
 from litestar.exceptions import HTTPException
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
@@ -25,14 +24,12 @@ from thorgen.jobs.service import JobService
 from thorgen.metrics import Metrics
 from thorgen.models.runtime import TINY_NOTE
 from thorgen.models.store import all_model_status
-from thorgen.protocol.auth import Auth
+from thorgen.protocol.auth import OPEN, Auth
 from thorgen.protocol.responses import error_response, json_response
 from thorgen.protocol.routes import build_routes
+from thorgen.protocol.trust import TrustGate, TrustPolicy
 
 log = logging.getLogger("thorgen")
-
-EXPOSED_HEADERS = ["x-fal-request-id", "x-fal-error-type", "content-range", "accept-ranges",
-                   "content-length", "etag"]
 
 
 def build_app(config: Config, service: JobService | None = None) -> Litestar:
@@ -57,11 +54,11 @@ def build_app(config: Config, service: JobService | None = None) -> Litestar:
                 "openapi": "/openapi.json", "health": "/health", "metrics": "/metrics",
                 "fal_proxy": "/api/fal/proxy"}
 
-    @get("/health", sync_to_thread=False)
+    @get("/health", sync_to_thread=False, opt={OPEN: "liveness only"})
     def health() -> dict[str, Any]:
         return {"status": "ok"}
 
-    @get("/ready", sync_to_thread=False)
+    @get("/ready", sync_to_thread=False, opt={OPEN: "readiness only"})
     def ready() -> Response[bytes]:
         # Ready once the models marked preload are loaded (and, in tiny mode, written).
         is_ready = service.runtime.ready.is_set()
@@ -79,20 +76,26 @@ def build_app(config: Config, service: JobService | None = None) -> Litestar:
     def openapi() -> dict[str, Any]:
         return service.registry.openapi()
 
-    @get("/metrics", sync_to_thread=False, media_type=CONTENT_TYPE_LATEST)
+    # server.metrics_public lets a local Prometheus scrape without the key.
+    @get("/metrics", sync_to_thread=False, media_type=CONTENT_TYPE_LATEST,
+         opt={OPEN: "server.metrics_public"} if config.server.metrics_public else {})
     def metrics() -> bytes:
         return generate_latest(service.metrics.registry)
 
-    return Litestar(
+    app = Litestar(
         route_handlers=[index, health, ready, info, endpoints, openapi, metrics,
                         *build_routes(config, service, auth)],
         lifespan=[lifespan],
-        cors_config=CORSConfig(allow_origins=config.server.cors_origins, allow_methods=["*"],
-                               allow_headers=["*"], expose_headers=EXPOSED_HEADERS),
+        # With an API key, every route needs it unless it says (opt OPEN) what authorises it instead.
+        guards=[auth.guard],
         exception_handlers={FalError: _fal_error, HTTPException: _http_error, Exception: _unexpected},
         request_max_body_size=config.limits.max_request_bytes,
         openapi_config=None,
     )
+    # Host, Origin and CORS rules go in front of the whole router, where Litestar puts its own CORS
+    # layer: unmatched paths and error responses pass through them too.
+    app.asgi_handler = TrustGate(app.asgi_handler, TrustPolicy(config.server))
+    return app
 
 
 def describe(config: Config, service: JobService, auth: Auth) -> dict[str, Any]:
@@ -120,6 +123,9 @@ def announce(config: Config, service: JobService) -> None:
     """Say at start what works and what is missing, and how to get it."""
     available = [row["id"] for row in service.registry.listing() if row["available"]]
     log.info("thorgen %s: %d endpoints ready: %s", __version__, len(available), ", ".join(available))
+    if config.server.host not in ("127.0.0.1", "localhost", "::1") and not config.server.api_key:
+        log.warning("listening on %s with no API key: any machine that reaches it can run jobs; set "
+                    "THORGEN_SERVER__API_KEY (README: Security)", config.server.host)
     guardrail = cosmos.safety_note(config)
     (log.info if config.guardrail_on else log.warning)("Cosmos safety guardrail: %s", guardrail)
     if config.runtime.tiny:

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import os
 import tomllib
+import urllib.parse
 from pathlib import Path
 from typing import Any, Literal
 
@@ -31,10 +32,19 @@ class ServerConfig(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
     # Base for the absolute URLs thorgen hands out (files, upload targets). Empty: derive it from
     # each request's own scheme and Host header, so a browser on another machine gets URLs it reaches.
     public_url: str = ""
-    # When set, every API request must carry ``Authorization: Key <api_key>`` (or Bearer).
-    # File downloads stay open so <video>/<img> tags work. Environment only.
+    # When set, every request except /health and /ready must carry ``Authorization: Key <api_key>``
+    # (or Bearer). File downloads stay open so <video>/<img> tags work; upload URLs are signed.
+    # Environment only.
     api_key: str = ""
-    cors_origins: list[str] = msgspec.field(default_factory=lambda: ["*"])
+    # Host names (or "name:port") served besides loopback and public_url's host; anything else gets
+    # 421, which defeats DNS rebinding. ["*"] serves any Host (only behind a proxy that checks it).
+    allowed_hosts: list[str] = msgspec.field(default_factory=list)
+    # Browser origins whose pages may call the API (submit, cancel, upload). thorgen's own origin is
+    # always allowed. The default is the video-starter-kit's dev server. ["*"] allows every web page.
+    cors_origins: list[str] = msgspec.field(
+        default_factory=lambda: ["http://localhost:3000", "http://127.0.0.1:3000"])
+    # With api_key set, let /metrics answer without it (for a Prometheus that cannot send a header).
+    metrics_public: bool = False
     log_level: Literal["debug", "info", "warning", "error"] = "info"
 
 
@@ -226,7 +236,7 @@ def _set_path(raw: dict[str, Any], keys: list[str], value: Any, *, source: str) 
             value = msgspec.json.decode(value)
         except msgspec.DecodeError:
             raise ConfigError(f"{source}: value is not valid JSON") from None
-    elif isinstance(value, str) and keys[-1] in ("cors_origins", "fetch_allowed_hosts"):
+    elif isinstance(value, str) and keys[-1] in ("cors_origins", "allowed_hosts", "fetch_allowed_hosts"):
         value = [item.strip() for item in value.split(",") if item.strip()]
     node[_match_key(node, keys[-1])] = value
 
@@ -264,6 +274,11 @@ def _check(config: Config) -> None:
         problems.append(f"server.port: {config.server.port} is not a TCP port (1-65535)")
     if config.server.public_url and not config.server.public_url.startswith(("http://", "https://")):
         problems.append("server.public_url: must start with http:// or https://")
+    for origin in config.server.cors_origins:
+        parts = urllib.parse.urlsplit(origin)
+        if origin != "*" and (parts.scheme not in ("http", "https") or not parts.hostname
+                              or parts.path.strip("/") or parts.query):
+            problems.append(f"server.cors_origins: {origin!r} is not an origin like http://host:3000 (or \"*\")")
     if config.lanes.utility_workers < 1:
         problems.append("lanes.utility_workers: must be at least 1")
     for key in ("max_request_bytes", "max_fetch_bytes"):

@@ -1,7 +1,8 @@
 """Optional API-key check, and the signatures that let key-less upload PUTs through.
 
 With no ``server.api_key`` set, thorgen is open (fal's JS client sends no Authorization unless given
-credentials). With a key, API calls need ``Authorization: Key <key>`` (or ``Bearer``); upload URLs and
+credentials). With a key, every route except /health and /ready needs ``Authorization: Key <key>`` (or
+``Bearer``), enforced by one guard; file downloads are public (capability URLs), and upload URLs and
 CDN tokens that thorgen issues carry an HMAC of the key, because browsers PUT to them bare.
 """
 
@@ -9,8 +10,15 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+from typing import Any
+
+from litestar.connection import ASGIConnection
+from litestar.handlers import BaseRouteHandler
 
 from thorgen.errors import FalError
+
+# A route handler's ``opt`` key saying why it needs no API key (what authorises it instead).
+OPEN = "open_without_key"
 
 
 class Auth:
@@ -29,6 +37,11 @@ class Auth:
             return
         raise FalError("Missing or wrong credentials: send 'Authorization: Key <THORGEN_SERVER__API_KEY>'",
                        status=401, error_type="unauthorized")
+
+    def guard(self, connection: ASGIConnection[Any, Any, Any, Any], handler: BaseRouteHandler) -> None:
+        """Litestar guard on every route: the key is needed unless the route is marked OPEN."""
+        if OPEN not in handler.opt:
+            self.check_header(connection.headers.get("authorization"))
 
     def sign(self, value: str) -> str:
         if not self._key:

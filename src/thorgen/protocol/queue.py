@@ -147,12 +147,7 @@ class QueueApi:
         endpoint_id, streaming = call.path, False
         if self.service.registry.find(endpoint_id) is None and endpoint_id.endswith("/stream"):
             endpoint_id, streaming = endpoint_id[: -len("/stream")], True
-        if request.method == "GET":
-            raw: Any = dict(call.query)
-        elif request.method == "POST":
-            raw = decode_json(body)
-        else:
-            raise FalError("Use POST to run an endpoint", status=405, error_type="method_not_allowed")
+        raw = decode_json(body)  # routes.dispatch lets only POST reach a run
         job = self.service.submit(endpoint_id, raw, base_url=call.base_url,
                                   priority=_priority(request.headers.get("x-fal-queue-priority")))
         if streaming:

@@ -11,7 +11,7 @@ from thorgen.config import Config
 from thorgen.errors import FalError
 from thorgen.jobs.service import JobService
 from thorgen.media.store import content_type_of
-from thorgen.protocol.auth import Auth
+from thorgen.protocol.auth import OPEN, Auth
 from thorgen.protocol.call import FalCall, Service, from_prefix, from_target_url
 from thorgen.protocol.queue import QueueApi
 from thorgen.protocol.responses import json_response
@@ -19,6 +19,10 @@ from thorgen.protocol.storage import StorageApi
 
 ANY_METHOD = [HttpMethod.GET, HttpMethod.HEAD, HttpMethod.POST, HttpMethod.PUT, HttpMethod.DELETE,
               HttpMethod.PATCH]
+# What authorises the routes the API-key guard lets through (see protocol/auth.py).
+BY_DISPATCH = {OPEN: "dispatch checks the key, or the upload token for the CDN"}
+BY_SIGNATURE = {OPEN: "signed upload URL"}
+PUBLIC_FILE = {OPEN: "files are public capability URLs, so <video> and <img> tags work"}
 
 
 def build_routes(config: Config, service: JobService, auth: Auth) -> list[Any]:
@@ -30,6 +34,8 @@ def build_routes(config: Config, service: JobService, auth: Auth) -> list[Any]:
     def base_url(request: Request[Any, Any, Any]) -> str:
         if config.server.public_url:
             return config.server.public_url.rstrip("/")
+        # protocol/trust.py has refused any Host that is not allowed, so these URLs never name a
+        # host a web page chose (DNS rebinding).
         host = request.headers.get("host") or f"{config.server.host}:{config.server.port}"
         return f"{request.url.scheme}://{host}"
 
@@ -37,7 +43,13 @@ def build_routes(config: Config, service: JobService, auth: Auth) -> list[Any]:
         if call.service == "cdn":  # authorised by the upload token instead of the API key
             return await storage.handle_cdn(call, request)
         auth.check_header(request.headers.get("authorization"))
+        if call.service == "run" and request.method != "POST":
+            # fal's own sync run takes POST; a GET that ran a job would let any <img src> start one.
+            raise FalError(f"Use POST to run {call.path[:100]!r} (GET never starts a job)", status=405,
+                           error_type="method_not_allowed")
         body = await request.body() if request.method in ("POST", "PUT", "PATCH") else b""
+        if body.strip():
+            require_json(request.headers.get("content-type"))
         if call.service == "queue":
             return await queue.handle(call, request, body)
         if call.service == "run":
@@ -47,7 +59,7 @@ def build_routes(config: Config, service: JobService, auth: Auth) -> list[Any]:
     # -- fal's services --------------------------------------------------------------------
 
     @route(["/api/fal", "/api/fal/proxy"], http_method=ANY_METHOD, request_max_body_size=json_limit,
-           status_code=200)
+           status_code=200, opt=BY_DISPATCH)
     async def proxy(request: Request[Any, Any, Any]) -> Response[Any]:
         target = request.headers.get("x-fal-target-url")
         if not target:
@@ -56,7 +68,7 @@ def build_routes(config: Config, service: JobService, auth: Auth) -> list[Any]:
 
     def prefixed(service_name: Service, limit: int) -> Any:
         @route(f"/{service_name}/{{path:path}}", http_method=ANY_METHOD, name=f"prefix-{service_name}",
-               request_max_body_size=limit, status_code=200)
+               request_max_body_size=limit, status_code=200, opt=BY_DISPATCH)
         async def handler(request: Request[Any, Any, Any], path: str) -> Response[Any]:
             call = from_prefix(service_name, path, request.url.query, base_url(request))
             return await dispatch(call, request)
@@ -65,19 +77,20 @@ def build_routes(config: Config, service: JobService, auth: Auth) -> list[Any]:
 
     # -- upload targets (PUT straight from browsers, so no Authorization: a signed URL) ----
 
-    @put("/uploads/{key:str}", request_max_body_size=upload_limit, status_code=200)
+    @put("/uploads/{key:str}", request_max_body_size=upload_limit, status_code=200, opt=BY_SIGNATURE)
     async def upload(request: Request[Any, Any, Any], key: str, token: str | None = None) -> Response[bytes]:
         auth.check_signature(key, token)
         await storage.put_file(key, request)
         return json_response({"file_url": service.media.url(key, base_url(request))})
 
-    @put("/uploads/{key:str}/multipart/{number:int}", request_max_body_size=upload_limit, status_code=200)
+    @put("/uploads/{key:str}/multipart/{number:int}", request_max_body_size=upload_limit, status_code=200,
+         opt=BY_SIGNATURE)
     async def upload_part(request: Request[Any, Any, Any], key: str, number: int,
                           token: str | None = None) -> Response[bytes]:
         auth.check_signature(key, token)
         return await storage.put_part(key, number, request)
 
-    @post("/uploads/{key:str}/multipart/complete", status_code=200)
+    @post("/uploads/{key:str}/multipart/complete", status_code=200, opt=BY_SIGNATURE)
     async def upload_complete(request: Request[Any, Any, Any], key: str,
                               token: str | None = None) -> Response[bytes]:
         auth.check_signature(key, token)
@@ -85,12 +98,12 @@ def build_routes(config: Config, service: JobService, auth: Auth) -> list[Any]:
         return json_response({"file_url": service.media.url(key, base_url(request))})
 
     @put("/files/{key:str}/multipart/{upload_id:str}/{number:int}", request_max_body_size=upload_limit,
-         status_code=200)
+         status_code=200, opt=BY_SIGNATURE)
     async def cdn_part(request: Request[Any, Any, Any], key: str, upload_id: str, number: int) -> Response[bytes]:
         auth.check_signature(key, upload_id)
         return await storage.put_part(key, number, request)
 
-    @post("/files/{key:str}/multipart/{upload_id:str}/complete", status_code=200)
+    @post("/files/{key:str}/multipart/{upload_id:str}/complete", status_code=200, opt=BY_SIGNATURE)
     async def cdn_complete(request: Request[Any, Any, Any], key: str, upload_id: str) -> Response[bytes]:
         auth.check_signature(key, upload_id)
         await storage.complete(key)
@@ -98,7 +111,7 @@ def build_routes(config: Config, service: JobService, auth: Auth) -> list[Any]:
 
     # -- file downloads: Starlette's FileResponse answers Range (206), HEAD and ETag -------
 
-    @route("/files/{key:str}", http_method=[HttpMethod.GET, HttpMethod.HEAD])
+    @route("/files/{key:str}", http_method=[HttpMethod.GET, HttpMethod.HEAD], opt=PUBLIC_FILE)
     async def files(key: str) -> FileResponse:
         if not service.media.exists(key):
             raise FalError("File not found", status=404, error_type="not_found")
@@ -118,3 +131,13 @@ def build_routes(config: Config, service: JobService, auth: Auth) -> list[Any]:
         cdn_complete,
         files,
     ]
+
+
+def require_json(content_type: str | None) -> None:
+    """A body the API parses must say it is JSON. A text/plain POST is what a web page can send
+    without a CORS preflight, so accepting it would let any page submit jobs."""
+    media_type = (content_type or "").partition(";")[0].strip().lower()
+    if media_type == "application/json" or (media_type.startswith("application/") and media_type.endswith("+json")):
+        return
+    raise FalError(f"Send the request body as JSON (Content-Type: application/json), not {media_type or 'untyped'!r}",
+                   status=415, error_type="unsupported_media_type")
