@@ -66,6 +66,8 @@ def main(argv: list[str] | None = None) -> int:
     kit_setup.add_argument("--url", help="thorgen's URL as the kit's Next server reaches it "
                                          "(default: server.public_url, else http://127.0.0.1:<port>)")
     kit_setup.add_argument("--undo", action="store_true", help="put back the files setup replaced")
+    kit_setup.add_argument("--local-badge", action="store_true",
+                           help='also show "Local · thorgen" in the editor\'s header (a small, reversible patch)')
 
     args = parser.parse_args(argv)
     overrides = {
@@ -245,7 +247,7 @@ def _kit(config: Config, args: argparse.Namespace) -> int:
             return 0
         host = "127.0.0.1" if config.server.host in ("0.0.0.0", "::") else config.server.host
         url = args.url or config.server.public_url or f"http://{host}:{config.server.port}"
-        result = setup(args.kit_dir, url)
+        result = setup(args.kit_dir, url, local_badge=args.local_badge)
     except KitSetupError as exc:
         print(f"thorgen: {exc}", file=sys.stderr)
         return 1

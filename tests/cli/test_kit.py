@@ -152,3 +152,52 @@ def test_refusals_without_a_kit_or_a_setup(tmp_path: Path):
     folder = kit(tmp_path, KIT_CONFIG)
     undone = thorgen(str(folder), "--undo")
     assert undone.returncode == 1 and "nothing to undo" in undone.stderr
+
+
+HEADER = '''"use client";
+
+import { Button } from "@/components/ui/button";
+import { Logo } from "./logo";
+import { SettingsIcon } from "lucide-react";
+
+export default function Header() {
+  return (
+    <header className="px-4 py-2 flex justify-between items-center border-b border-border">
+      <h1 className="text-lg font-medium">
+        <Logo />
+      </h1>
+    </header>
+  );
+}
+'''
+
+
+def test_local_badge_patches_the_header_and_undo_takes_it_back(tmp_path: Path):
+    folder = kit(tmp_path, KIT_CONFIG)
+    (folder / "src" / "components").mkdir(parents=True)
+    (folder / "src" / "components" / "header.tsx").write_text(HEADER)
+    before = {path.relative_to(folder): path.read_bytes() for path in folder.rglob("*") if path.is_file()}
+    done = thorgen(str(folder), "--url", THORGEN, "--local-badge")
+    assert done.returncode == 0, done.stderr
+    header = (folder / "src" / "components" / "header.tsx").read_text()
+    assert 'import { Logo } from "./logo";\nimport { ThorgenBadge } from "./thorgen-badge";\n' in header
+    assert "        <Logo />\n        <ThorgenBadge />\n" in header
+    badge = (folder / "src" / "components" / "thorgen-badge.tsx").read_text()
+    assert 'fetch("/api/thorgen/info")' in badge and "Local · thorgen" in badge
+    assert loaded_config(folder)["rewrites"]["beforeFiles"] == [
+        *OURS, {"source": "/api/thorgen/info", "destination": f"{THORGEN}/info"}]
+    assert thorgen(str(folder), "--url", THORGEN).returncode == 0  # a re-run keeps the badge, once
+    assert (folder / "src" / "components" / "header.tsx").read_text() == header
+    assert thorgen(str(folder), "--undo").returncode == 0
+    after = {path.relative_to(folder): path.read_bytes() for path in folder.rglob("*") if path.is_file()}
+    assert after == before
+
+
+def test_local_badge_refuses_a_header_it_does_not_know(tmp_path: Path):
+    folder = kit(tmp_path, KIT_CONFIG)
+    (folder / "src" / "components").mkdir(parents=True)
+    (folder / "src" / "components" / "header.tsx").write_text("export default function Header() { return null; }\n")
+    before = {path.relative_to(folder): path.read_bytes() for path in folder.rglob("*") if path.is_file()}
+    done = thorgen(str(folder), "--url", THORGEN, "--local-badge")
+    assert done.returncode == 1 and "without --local-badge" in done.stderr
+    assert {path.relative_to(folder): path.read_bytes() for path in folder.rglob("*") if path.is_file()} == before
