@@ -104,3 +104,19 @@ def test_form_parser_reads_across_chunk_boundaries():
 
     for chunk in (1, 7, 64, 4096, len(body)):
         assert asyncio.run(read(chunk)) == data, chunk
+
+
+@pytest.mark.parametrize(("kind", "name", "limit"), [
+    ("image/png", "a.png", 16 * 1024**2), ("video/mp4", "a.mp4", 512 * 1024**2), ("audio/wav", "a.wav", 64 * 1024**2)])
+def test_the_kits_limits_per_type(tmp_path: Path, kind: str, name: str, limit: int):
+    api = UploadThingApi(MediaStore(tmp_path / "files"))
+
+    def announce_size(size: int) -> list:
+        body = b'{"files": [{"name": "%s", "size": %d, "type": "%s"}]}' % (name.encode(), size, kind.encode())
+        return api.prepare("fileUploader", "upload", body, "http://127.0.0.1:1")
+
+    assert len(announce_size(limit)) == 1
+    with pytest.raises(Refusal) as refused:
+        announce_size(limit + 1)
+    assert refused.value.status == 400 and "FileSizeMismatch" in refused.value.message
+    assert not list((tmp_path / "files").iterdir())
