@@ -23,6 +23,13 @@ if [ "${1:-}" = "--test" ]; then
     else
         echo "npm not found: the @fal-ai/client tests will be skipped" >&2
     fi
+    # Headless Chromium for the browser tests (tests/test_browser.py), from Debian, never a browser
+    # download. Installed only as root with apt; elsewhere those tests skip and say why.
+    if ! command -v chromium >/dev/null 2>&1 && [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
+        apt-get install -y --no-install-recommends chromium >/dev/null \
+            || { apt-get update >/dev/null && apt-get install -y --no-install-recommends chromium >/dev/null; } \
+            || echo "could not install chromium: the browser tests will be skipped" >&2
+    fi
 else
     .venv/bin/python -m pip install --quiet -e .
 fi

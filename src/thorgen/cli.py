@@ -59,6 +59,16 @@ def main(argv: list[str] | None = None) -> int:
     commands.add_parser("config", help="print the effective configuration (secrets masked)")
     commands.add_parser("endpoints", help="list endpoint ids and whether each is available")
 
+    kit = commands.add_parser("kit", help="point a video-starter-kit checkout at this thorgen (and undo it)")
+    kit_commands = kit.add_subparsers(dest="kit_command", required=True)
+    kit_setup = kit_commands.add_parser("setup", help="write next.config.mjs rewrites and .env.local")
+    kit_setup.add_argument("kit_dir", type=Path, help="the video-starter-kit checkout")
+    kit_setup.add_argument("--url", help="thorgen's URL as the kit's Next server reaches it "
+                                         "(default: server.public_url, else http://127.0.0.1:<port>)")
+    kit_setup.add_argument("--undo", action="store_true", help="put back the files setup replaced")
+    kit_setup.add_argument("--local-badge", action="store_true",
+                           help='also show "Local · thorgen" in the editor\'s header (a small, reversible patch)')
+
     args = parser.parse_args(argv)
     overrides = {
         "server.host": getattr(args, "host", None),
@@ -78,6 +88,8 @@ def main(argv: list[str] | None = None) -> int:
             return 1
         print(f"thorgen: bad configuration: {exc}", file=sys.stderr)
         return 2
+    if args.command == "kit":
+        return _kit(config, args)
     commands_by_name = {"serve": _serve, "run": _run, "config": _config, "endpoints": _endpoints,
                         "models": _models, "doctor": _doctor, "service": _service}
     return commands_by_name[args.command](config, args)
@@ -224,6 +236,27 @@ def _loaded_on_server(config: Config) -> set[str] | None:
     except (httpx.HTTPError, ValueError):
         return None
     return {model["name"] for model in info.get("runtime", {}).get("loaded", [])}
+
+
+def _kit(config: Config, args: argparse.Namespace) -> int:
+    from thorgen.kit import KitSetupError, setup, undo
+
+    try:
+        if args.undo:
+            print("\n".join(undo(args.kit_dir)))
+            return 0
+        host = "127.0.0.1" if config.server.host in ("0.0.0.0", "::") else config.server.host
+        url = args.url or config.server.public_url or f"http://{host}:{config.server.port}"
+        result = setup(args.kit_dir, url, local_badge=args.local_badge)
+    except KitSetupError as exc:
+        print(f"thorgen: {exc}", file=sys.stderr)
+        return 1
+    print(f"wrote {', '.join(result.written)} in {args.kit_dir}: /api/fal and /api/uploadthing go to "
+          f"{result.thorgen_url}")
+    print(f"next, in {args.kit_dir}:\n" + "".join(f"  {step}\n" for step in result.next_steps), end="")
+    print(f"then open the editor: {result.editor_url}   (start thorgen first: thorgen serve)")
+    print(f"undo with: thorgen kit setup --undo {args.kit_dir}")
+    return 0
 
 
 if __name__ == "__main__":

@@ -10,12 +10,17 @@ or array in the generated text is returned as bare JSON. When the text holds non
 rambling, and always with the tiny random model), the answer is a fallback object in the shape the
 editor reads, ``{"title": <the prompt's first 8 words>, "description": <the prompt>}``, and the job's
 log says so. The output then always parses.
+
+Control characters: the generated text goes straight into the editor's prompt box, and a small model
+(always the tiny random one) can emit NUL and other C0/C1 controls. They are removed from the decoded
+text before anything reads it; newlines and tabs stay.
 """
 
 from __future__ import annotations
 
 import json
 import re
+import unicodedata
 from typing import Annotated, Any
 
 from msgspec import Meta, Struct
@@ -93,7 +98,13 @@ def generate(ctx: JobContext, llm: Any, messages: list[dict[str, str]], max_toke
             [Progress()]), **sampling)
     generated = output[0, prompt_tokens:]
     ctx.log(f"generated {int(generated.shape[0])} tokens (prompt {prompt_tokens} tokens)")
-    return str(tokenizer.decode(generated, skip_special_tokens=True))
+    return strip_control_characters(str(tokenizer.decode(generated, skip_special_tokens=True)))
+
+
+def strip_control_characters(text: str) -> str:
+    """Drop Unicode control characters (category Cc: NUL, ESC, DEL, C1...), keeping newline and tab."""
+    return "".join(char for char in text
+                   if char in "\n\t" or unicodedata.category(char) != "Cc")
 
 
 def wants_json(system_prompt: str | None, prompt: str) -> bool:

@@ -8,8 +8,10 @@ request path can never walk out of the folder.
 from __future__ import annotations
 
 import mimetypes
+import os
 import re
 import uuid
+from collections.abc import AsyncIterable
 from pathlib import Path
 from typing import Any
 
@@ -70,6 +72,26 @@ class MediaStore:
     @staticmethod
     def url(key: str, base: str) -> str:
         return f"{base.rstrip('/')}/files/{key}"
+
+    async def put_stream(self, key: str, chunks: AsyncIterable[bytes]) -> int:
+        """Write a new file under ``key`` from ``chunks``; never replaces one (FileExistsError).
+
+        The bytes go to ``{key}.part`` first and are linked into place only when complete, so a reader
+        never sees half a file and a failed or aborted write leaves nothing behind. Returns the size.
+        """
+        target = self.path(key)
+        partial = target.with_name(target.name + ".part")
+        size = 0
+        out = partial.open("xb")  # another writer of the same key fails here, before touching anything
+        try:
+            with out:
+                async for chunk in chunks:
+                    out.write(chunk)
+                    size += len(chunk)
+            os.link(partial, target)  # fails if the key was ever written: files are write-once
+        finally:
+            partial.unlink(missing_ok=True)
+        return size
 
     def remove_partials(self) -> int:
         """Drop half-written uploads a killed process left behind (they were never served)."""

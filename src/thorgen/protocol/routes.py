@@ -16,6 +16,7 @@ from thorgen.protocol.call import FalCall, Service, from_prefix, from_target_url
 from thorgen.protocol.queue import QueueApi
 from thorgen.protocol.responses import json_response
 from thorgen.protocol.storage import StorageApi
+from thorgen.protocol.uploadthing import build_uploadthing_routes
 
 ANY_METHOD = [HttpMethod.GET, HttpMethod.HEAD, HttpMethod.POST, HttpMethod.PUT, HttpMethod.DELETE,
               HttpMethod.PATCH]
@@ -130,6 +131,8 @@ def build_routes(config: Config, service: JobService, auth: Auth) -> list[Any]:
         cdn_part,
         cdn_complete,
         files,
+        # The video-starter-kit's own uploads (uploadthing's client protocol), on the same file store.
+        *build_uploadthing_routes(service.media, base_url, upload_limit),
     ]
 
 
