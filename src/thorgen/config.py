@@ -44,6 +44,9 @@ class StorageConfig(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
     # Model weights, one folder per model; never written at serve time.
     models_dir: str = "models"
     max_upload_bytes: int = 2 * 1024**3
+    # How long an upload URL (or fal's Python-client upload token) stays valid after it is issued.
+    # Each upload URL takes one complete write; stored files are never replaced.
+    upload_ttl_s: float = 3600.0
 
 
 class LanesConfig(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
@@ -274,6 +277,8 @@ def _check(config: Config) -> None:
             problems.append(f"limits.{key}: must be positive")
     if config.storage.max_upload_bytes <= 0:
         problems.append("storage.max_upload_bytes: must be positive")
+    if config.storage.upload_ttl_s <= 0:
+        problems.append("storage.upload_ttl_s: must be positive")
     if not 0 < config.runtime.budget_fraction <= 1:
         problems.append("runtime.budget_fraction: must be in (0, 1]")
     if config.runtime.budget_bytes < 0:
