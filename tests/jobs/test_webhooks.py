@@ -91,6 +91,15 @@ def test_a_name_that_rebinds_to_loopback_at_post_time_is_not_posted_to(receiver)
     assert receiver.bodies == []
 
 
+def test_a_name_that_does_not_resolve_yet_is_decided_at_post_time():
+    def no_dns(host: str, port: int) -> list[str]:
+        raise OSError("no DNS")
+
+    webhooks = Webhooks(OutboundPolicy([], resolve=no_dns), timeout_s=5, backoff_s=0)
+    webhooks.check("https://hooks.example/done")  # not refused at submit
+    assert webhooks.post(_job("https://hooks.example/done")) is False  # and not posted anywhere
+
+
 @pytest.mark.parametrize("url", ["http://127.0.0.1:{port}/hook", "http://localhost:{port}/hook",
                                  "http://[::1]:{port}/hook", "http://[::ffff:127.0.0.1]:{port}/hook",
                                  "http://169.254.169.254/latest/meta-data"])

@@ -33,10 +33,15 @@ class Webhooks:
         self._pool = ThreadPoolExecutor(max_workers=2, thread_name_prefix="webhook")
 
     def check(self, url: str) -> None:
-        """At submit: refuse with a 422 on ``fal_webhook`` a URL the policy would refuse to post to."""
+        """At submit: refuse with a 422 on ``fal_webhook`` a URL the policy would refuse to post to.
+
+        A name that does not resolve now (DNS down, a receiver not up yet) is let through: the
+        policy is applied again when the POST connects."""
         try:
             self.policy.check_url(url)
         except OutboundRefused as exc:
+            if exc.unresolved:
+                return
             raise InputError("fal_webhook", f"Webhook URL refused: {exc}", "url_forbidden", where="query") from None
 
     def send(self, job: Job) -> None:
