@@ -1,13 +1,12 @@
-"""Optional API-key check, and the signatures that let key-less upload PUTs through.
+"""Optional API-key check.
 
 With no ``server.api_key`` set, thorgen is open (fal's JS client sends no Authorization unless given
-credentials). With a key, API calls need ``Authorization: Key <key>`` (or ``Bearer``); upload URLs and
-CDN tokens that thorgen issues carry an HMAC of the key, because browsers PUT to them bare.
+credentials). With a key, API calls need ``Authorization: Key <key>`` (or ``Bearer``). Upload URLs and
+CDN tokens carry their own signed, expiring token (media/uploads.py), because browsers PUT to them bare.
 """
 
 from __future__ import annotations
 
-import hashlib
 import hmac
 
 from thorgen.errors import FalError
@@ -29,13 +28,3 @@ class Auth:
             return
         raise FalError("Missing or wrong credentials: send 'Authorization: Key <THORGEN_SERVER__API_KEY>'",
                        status=401, error_type="unauthorized")
-
-    def sign(self, value: str) -> str:
-        if not self._key:
-            return "open"
-        return hmac.new(self._key, value.encode(), hashlib.sha256).hexdigest()[:40]
-
-    def check_signature(self, value: str, signature: str | None) -> None:
-        if self._key and not hmac.compare_digest(self.sign(value), signature or ""):
-            raise FalError("Upload URL or token is not valid for this server", status=403,
-                           error_type="forbidden")
