@@ -59,8 +59,9 @@ class LimitsConfig(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
     max_request_bytes: int = 32 * 1024**2  # JSON bodies of submit / run
     max_fetch_bytes: int = 1024**3  # http(s) file inputs thorgen downloads
     fetch_timeout_s: float = 30.0
-    # Hosts (name or name:port) that file inputs may be fetched from even though they resolve to a
-    # private or loopback address, e.g. a NAS on the LAN: ["nas.local", "192.168.1.20:8080"].
+    # Hosts (name or name:port) that file inputs may be fetched from, and webhooks posted to, even
+    # though they resolve to a private or loopback address (media/outbound.py), e.g. a NAS or a
+    # webhook receiver on the LAN: ["nas.local", "192.168.1.20:8080"].
     fetch_allowed_hosts: list[str] = msgspec.field(default_factory=list)
     sse_keepalive_s: float = 10.0  # Next's rewrite proxy drops streams idle for 30 s
     sync_run_timeout_s: float = 3600.0
