@@ -54,6 +54,9 @@ class StorageConfig(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
     # Model weights, one folder per model; never written at serve time.
     models_dir: str = "models"
     max_upload_bytes: int = 2 * 1024**3
+    # How long an upload URL (or fal's Python-client upload token) stays valid after it is issued.
+    # Each upload URL takes one complete write; stored files are never replaced.
+    upload_ttl_s: float = 3600.0
 
 
 class LanesConfig(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
@@ -66,8 +69,9 @@ class LimitsConfig(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
     max_request_bytes: int = 32 * 1024**2  # JSON bodies of submit / run
     max_fetch_bytes: int = 1024**3  # http(s) file inputs thorgen downloads
     fetch_timeout_s: float = 30.0
-    # Hosts (name or name:port) that file inputs may be fetched from even though they resolve to a
-    # private or loopback address, e.g. a NAS on the LAN: ["nas.local", "192.168.1.20:8080"].
+    # Hosts (name or name:port) that file inputs may be fetched from, and webhooks posted to, even
+    # though they resolve to a private or loopback address (media/outbound.py), e.g. a NAS or a
+    # webhook receiver on the LAN: ["nas.local", "192.168.1.20:8080"].
     fetch_allowed_hosts: list[str] = msgspec.field(default_factory=list)
     sse_keepalive_s: float = 10.0  # Next's rewrite proxy drops streams idle for 30 s
     sync_run_timeout_s: float = 3600.0
@@ -289,6 +293,8 @@ def _check(config: Config) -> None:
             problems.append(f"limits.{key}: must be positive")
     if config.storage.max_upload_bytes <= 0:
         problems.append("storage.max_upload_bytes: must be positive")
+    if config.storage.upload_ttl_s <= 0:
+        problems.append("storage.upload_ttl_s: must be positive")
     if not 0 < config.runtime.budget_fraction <= 1:
         problems.append("runtime.budget_fraction: must be in (0, 1]")
     if config.runtime.budget_bytes < 0:

@@ -10,6 +10,7 @@ import pytest
 
 from thorgen.config import Config, LimitsConfig, ServerConfig
 from thorgen.errors import InputError
+from thorgen.media.outbound import OutboundPolicy
 from thorgen.media.resolve import UrlResolver
 from thorgen.media.store import MediaStore
 
@@ -104,3 +105,22 @@ def test_data_uris_and_own_urls(tmp_path, origin):
     submitted_via = plain.resolve(f"http://thor.lan:10000/files/{key}", "image_url", scratch=tmp_path,
                                   base_url="http://thor.lan:10000")
     assert submitted_via == store.path(key)
+
+
+@pytest.mark.parametrize("host", ["[64:ff9b::7f00:1]", "[2002:7f00:1::1]", "[::127.0.0.1]", "[::ffff:7f00:1]"])
+def test_ipv6_forms_of_loopback_are_refused(tmp_path, host):
+    plain = UrlResolver(MediaStore(tmp_path / "files"), Config())
+    with pytest.raises(InputError) as caught:
+        plain.resolve(f"http://{host}:9/song.wav", "audio_url", scratch=tmp_path)
+    assert caught.value.body()["detail"][0]["type"] == "url_forbidden"
+
+
+def test_a_name_that_rebinds_to_loopback_after_the_check_is_refused(tmp_path, origin):
+    """The early check sees a public address; the connection re-resolves and finds loopback."""
+    answers = iter([["93.184.216.34"], ["127.0.0.1"]])
+    policy = OutboundPolicy([], resolve=lambda host, port: next(answers))
+    rebinding = UrlResolver(MediaStore(tmp_path / "files"), Config(), policy)
+    port = origin.rsplit(":", 1)[1]
+    with pytest.raises(InputError) as caught:
+        rebinding.resolve(f"http://rebind.example:{port}/song.wav", "audio_url", scratch=tmp_path)
+    assert caught.value.body()["detail"][0]["type"] == "url_forbidden"

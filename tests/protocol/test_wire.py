@@ -195,7 +195,8 @@ def test_endpoints_info_openapi_and_metrics(server):
     assert 'thorgen_queue_depth{lane="gpu"}' in metrics and "thorgen_jobs_total" in metrics
 
 
-def test_webhook_receives_fal_body(server, audio_url):
+def test_webhook_receives_fal_body(tmp_path):
+    """A loopback receiver is a private address: it is opened in limits.fetch_allowed_hosts."""
     received: list[dict] = []
 
     class Hook(BaseHTTPRequestHandler):
@@ -209,14 +210,18 @@ def test_webhook_receives_fal_body(server, audio_url):
 
     hook = HTTPServer(("127.0.0.1", 0), Hook)
     threading.Thread(target=hook.serve_forever, daemon=True).start()
+    env = {"THORGEN_LIMITS__FETCH_ALLOWED_HOSTS": json.dumps([f"127.0.0.1:{hook.server_port}"])}
+    process = ServerProcess(tmp_path / "data", env=env).start()
     try:
+        audio_url = upload(process.base_url, make_audio(tmp_path / "tone.wav", seconds=1.0), "audio/wav")
         webhook = f"http://127.0.0.1:{hook.server_port}/hook"
-        request_id = httpx.post(f"{server.base_url}/queue/{METADATA}", params={"fal_webhook": webhook},
+        request_id = httpx.post(f"{process.base_url}/queue/{METADATA}", params={"fal_webhook": webhook},
                                 json={"media_url": audio_url}).json()["request_id"]
         deadline = time.monotonic() + 20
         while not received and time.monotonic() < deadline:
             time.sleep(0.05)
     finally:
+        process.stop()
         hook.shutdown()
     assert received, "webhook never arrived"
     assert received[0]["request_id"] == request_id and received[0]["status"] == "OK"
@@ -236,6 +241,9 @@ def test_api_key_when_configured(tmp_path):
         assert httpx.put(forged, content=b"x").status_code == 403
         assert httpx.put(initiate["upload_url"], content=b"RIFF").status_code == 200
         assert httpx.get(initiate["file_url"]).content == b"RIFF"  # downloads stay open for <video> tags
+        # A signed URL takes one write: replaying it cannot replace the file.
+        assert httpx.put(initiate["upload_url"], content=b"EVIL").status_code == 409
+        assert httpx.get(initiate["file_url"]).content == b"RIFF"
         assert "s3cret" not in process.log()
     finally:
         process.stop()

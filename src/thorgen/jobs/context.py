@@ -24,6 +24,7 @@ class JobContext:
         self.model = model  # the [models.NAME] this job's endpoint runs
         self._service = service
         self._scratch: Path | None = None
+        self._pending: dict[str, Path] = {}  # output key -> its temporary file, until committed
 
     @property
     def config(self) -> Config:
@@ -60,17 +61,37 @@ class JobContext:
         return self._scratch
 
     def new_output(self, ext: str) -> tuple[str, Path]:
-        """Reserve a stored file for an output: its key and the path to write it to."""
-        key = self._service.media.new_key(ext)
-        return key, self._service.media.path(key)
+        """Reserve a stored file for an output: its key and the (temporary) path to write it to.
+
+        No URL serves the path: the file appears under its key only when the job succeeds and
+        ``commit_outputs`` puts it in place, whole and flushed to disk. A run that dies or fails
+        half-way leaves only a temporary, removed at the job's end or at the next start.
+        """
+        media = self._service.media
+        key = media.new_key(ext)
+        self._pending[key] = media.temp_path(key)
+        return key, self._pending[key]
 
     def file(self, key: str, file_name: str | None = None) -> dict[str, Any]:
         """fal's File object (url, content_type, file_name, file_size) for a stored output."""
-        return self._service.media.describe(key, self.job.base_url, file_name)
+        return self._service.media.describe(key, self.job.base_url, file_name, pending=self._pending.get(key))
+
+    def commit_outputs(self) -> None:
+        """Put every output the run wrote in place (fsynced, never replacing a file); call once the
+        run has succeeded and before the job is recorded as COMPLETED. An output the run chose not
+        to keep (a sync-mode file it read back and deleted) is skipped."""
+        media = self._service.media
+        for key, temp in list(self._pending.items()):
+            if temp.exists():
+                media.place(temp, key)
+            del self._pending[key]
 
     def url(self, key: str) -> str:
         return self._service.media.url(key, self.job.base_url)
 
     def cleanup(self) -> None:
+        for temp in self._pending.values():  # outputs of a run that failed: never shown
+            temp.unlink(missing_ok=True)
+        self._pending.clear()
         if self._scratch is not None:
             shutil.rmtree(self._scratch, ignore_errors=True)

@@ -14,13 +14,11 @@ import logging
 import shutil
 import time
 import uuid
-from concurrent.futures import ThreadPoolExecutor
 from enum import StrEnum
 from functools import partial
 from pathlib import Path
 from typing import IO, Any
 
-import httpx
 import msgspec
 
 from thorgen.config import Config
@@ -32,6 +30,8 @@ from thorgen.jobs.feed import ChangeFeed
 from thorgen.jobs.lanes import Lane
 from thorgen.jobs.record import Job, JobState, LogEntry, Priority
 from thorgen.jobs.store import JobStore
+from thorgen.jobs.webhooks import Webhooks
+from thorgen.media.outbound import OutboundPolicy
 from thorgen.media.resolve import UrlResolver
 from thorgen.media.store import MediaStore
 from thorgen.metrics import Metrics
@@ -56,7 +56,9 @@ class JobService:
         self.store = JobStore(data_dir / "jobs.sqlite3")
         self.media = MediaStore(data_dir / "files")
         self.scratch_root = data_dir / "tmp"
-        self.resolver = UrlResolver(self.media, config)
+        outbound = OutboundPolicy(config.limits.fetch_allowed_hosts)  # one policy for fetches and webhooks
+        self.resolver = UrlResolver(self.media, config, outbound)
+        self.webhooks = Webhooks(outbound, config.limits.webhook_timeout_s)
         self.feed = ChangeFeed()
         self.runtime = ModelRuntime(config)
         self.metrics.watch_models(self.runtime)
@@ -66,7 +68,6 @@ class JobService:
         }
         self._cancelling: set[str] = set()
         self._lock_file: IO[str] | None = None
-        self._webhooks = ThreadPoolExecutor(max_workers=2, thread_name_prefix="webhook")
         for name, lane in self.lanes.items():
             self.metrics.queue_depth.labels(name).set_function(partial(getattr, lane, "depth"))
             self.metrics.running.labels(name).set_function(partial(getattr, lane, "busy"))
@@ -83,7 +84,7 @@ class JobService:
     def stop(self) -> None:
         for lane in self.lanes.values():
             lane.stop()
-        self._webhooks.shutdown(wait=False, cancel_futures=True)
+        self.webhooks.stop()
         self.store.close()
         if self._lock_file is not None:
             self._lock_file.close()
@@ -217,6 +218,7 @@ class JobService:
                                error_type="endpoint_not_found")
             context.log(f"running {job.endpoint_id} on the {job.lane} lane")
             output = self._run(endpoint, context)
+            context.commit_outputs()  # files whole and on disk before the job says COMPLETED
             self._finish(job, output=msgspec.to_builtins(output), outcome="ok")
         except Cancelled as exc:
             self._finish(job, error=exc.detail, error_type=exc.error_type, status=exc.status,
@@ -281,27 +283,7 @@ class JobService:
         self.feed.publish(job.id)
         self.feed.forget(job.id)  # waiters re-read the job after every wake-up and see COMPLETED
         if finished and finished.webhook_url:
-            self._webhooks.submit(self._post_webhook, finished)
-
-    def _post_webhook(self, job: Job) -> None:
-        """fal's webhook body: request_id, status OK|ERROR, payload (output or error), error."""
-        body: dict[str, Any] = {
-            "request_id": job.id,
-            "gateway_request_id": job.id,
-            "status": "ERROR" if job.failed else "OK",
-            "payload": job.output if not job.failed else {"detail": job.error},
-            "error": job.error_message if job.failed else None,
-        }
-        assert job.webhook_url is not None
-        for attempt in range(3):
-            try:
-                response = httpx.post(job.webhook_url, json=body,
-                                      timeout=self.config.limits.webhook_timeout_s)
-                if response.status_code < 500:
-                    return
-            except httpx.HTTPError as exc:
-                log.warning("webhook for %s failed (attempt %d): %s", job.id, attempt + 1, exc)
-            time.sleep(0.5 * 2**attempt)
+            self.webhooks.send(finished)
 
 
 def _remove_tree_contents(root: Path) -> None:

@@ -3,11 +3,10 @@
 - thorgen's own file URLs (``…/files/{key}``) on a loopback host, the configured public host or the
   host the job was submitted through: the stored file itself, no HTTP round trip.
 - ``data:`` URIs: decoded into the job's scratch folder.
-- other http(s) URLs: fetched with a size cap and a timeout. Hosts that resolve to loopback,
-  private, link-local or otherwise non-public addresses are refused before any connection, and so
-  is every redirect hop that does, unless ``limits.fetch_allowed_hosts`` names them. (The address
-  is checked at resolution time; a DNS answer that changes between the check and the connect is
-  not defended against.)
+- other http(s) URLs: fetched with a size cap and a timeout, under the outbound-address policy
+  (media/outbound.py): hosts that resolve to loopback, private, link-local or otherwise non-public
+  addresses are refused, at every redirect hop and again at connect time, unless
+  ``limits.fetch_allowed_hosts`` names them.
 
 Every failure is a 422 that names the input field.
 """
@@ -15,8 +14,6 @@ Every failure is a 422 that names the input field.
 from __future__ import annotations
 
 import base64
-import ipaddress
-import socket
 import urllib.parse
 from pathlib import Path
 
@@ -24,6 +21,7 @@ import httpx
 
 from thorgen.config import Config
 from thorgen.errors import InputError
+from thorgen.media.outbound import OutboundPolicy, OutboundRefused
 from thorgen.media.store import MediaStore, extension_for
 
 _LOOPBACK_NAMES = {"localhost", "127.0.0.1", "::1", "0.0.0.0", "[::1]"}
@@ -31,13 +29,13 @@ _MAX_REDIRECTS = 5
 
 
 class UrlResolver:
-    def __init__(self, media: MediaStore, config: Config):
+    def __init__(self, media: MediaStore, config: Config, policy: OutboundPolicy | None = None):
         self.media = media
+        self.policy = policy or OutboundPolicy(config.limits.fetch_allowed_hosts)
         self.max_bytes = config.limits.max_fetch_bytes
         self.timeout = config.limits.fetch_timeout_s
         public = urllib.parse.urlsplit(config.server.public_url) if config.server.public_url else None
         self._own_hosts = {h for h in (public.hostname if public else None, config.server.host) if h}
-        self._allowed = {host.lower() for host in config.limits.fetch_allowed_hosts}
 
     def resolve(self, url: str, field: str | list[str | int], *, scratch: Path, base_url: str = "") -> Path:
         if not isinstance(url, str) or not url.strip():
@@ -87,7 +85,7 @@ class UrlResolver:
     def _fetch(self, url: str, field: str | list[str | int], scratch: Path) -> Path:
         current = url
         try:
-            with httpx.Client(timeout=self.timeout, follow_redirects=False, trust_env=False) as client:
+            with self.policy.client(self.timeout) as client:
                 for _ in range(_MAX_REDIRECTS + 1):
                     self._refuse_private(current, field)
                     with client.stream("GET", current) as response:
@@ -98,6 +96,8 @@ class UrlResolver:
                             raise InputError(field, f"Fetching {_short(url)} answered HTTP "
                                              f"{response.status_code}", "url_unreachable")
                         return self._save(response, field, scratch, url)
+        except OutboundRefused as exc:  # at connect time: the name resolved differently than at the check
+            raise _refused(current, field, exc) from None
         except httpx.HTTPError as exc:
             raise InputError(field, f"Could not fetch {_short(url)}: {type(exc).__name__}",
                              "url_unreachable") from None
@@ -122,26 +122,19 @@ class UrlResolver:
 
     def _refuse_private(self, url: str, field: str | list[str | int]) -> None:
         parts = urllib.parse.urlsplit(url)
-        host = parts.hostname or ""
-        if parts.scheme not in ("http", "https") or not host:
+        if parts.scheme not in ("http", "https") or not parts.hostname:
             raise InputError(field, f"Unsupported redirect target: {_short(url)}", "url_scheme")
-        port = parts.port or (443 if parts.scheme == "https" else 80)
-        if host.lower() in self._allowed or f"{host.lower()}:{port}" in self._allowed:
-            return
         try:
-            infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)
-        except (socket.gaierror, UnicodeError, ValueError):
-            raise InputError(field, f"Could not fetch {_short(url)}: host {host!r} does not resolve",
-                             "url_unreachable") from None
-        for info in infos:
-            address = ipaddress.ip_address(str(info[4][0]).split("%")[0])
-            if not address.is_global or address.is_multicast:
-                raise InputError(
-                    field,
-                    f"Refusing to fetch {_short(url)}: {host} is a loopback, private or link-local "
-                    "address. Upload the file to thorgen instead and pass the URL it returns.",
-                    "url_forbidden",
-                )
+            self.policy.check_url(url)
+        except OutboundRefused as exc:
+            raise _refused(url, field, exc) from None
+
+
+def _refused(url: str, field: str | list[str | int], exc: OutboundRefused) -> InputError:
+    if exc.unresolved:
+        return InputError(field, f"Could not fetch {_short(url)}: {exc}", "url_unreachable")
+    return InputError(field, f"Refusing to fetch {_short(url)}: {exc}. Upload the file to thorgen instead "
+                      "and pass the URL it returns.", "url_forbidden")
 
 
 def _short(url: str, limit: int = 120) -> str:

@@ -3,10 +3,18 @@
 A key is 32 hex digits plus an extension (``3f2a….mp4``); it is both the file name on disk and the
 last segment of its URL, ``{base}/files/{key}``. Nothing else reaches the disk through a URL, so a
 request path can never walk out of the folder.
+
+Files are write-once and appear whole: a writer fills a temporary file (``temp_path``, named
+``{key}.{random}.part``, which no URL can name) and ``place`` links it under its key only when it is
+complete, after an fsync of the file, and then fsyncs the folder, so a file that is served survives
+a power cut. ``place`` never replaces a file: a second write to a key fails with ``AlreadyStored``.
+Temporaries a killed process left behind are removed at start (``remove_partials``).
 """
 
 from __future__ import annotations
 
+import asyncio
+import errno
 import mimetypes
 import os
 import re
@@ -73,38 +81,92 @@ class MediaStore:
     def url(key: str, base: str) -> str:
         return f"{base.rstrip('/')}/files/{key}"
 
-    async def put_stream(self, key: str, chunks: AsyncIterable[bytes]) -> int:
-        """Write a new file under ``key`` from ``chunks``; never replaces one (FileExistsError).
+    def temp_path(self, key: str) -> Path:
+        """Where to write the file for ``key`` until it is complete; unique per call, so two writers
+        of one key never share a temporary."""
+        return self.path(key).with_name(f"{key}.{uuid.uuid4().hex[:12]}.part")
 
-        The bytes go to ``{key}.part`` first and are linked into place only when complete, so a reader
-        never sees half a file and a failed or aborted write leaves nothing behind. Returns the size.
+    def place(self, temp: Path, key: str) -> Path:
+        """Put a complete temporary file in place under ``key``, durably; never replaces a file.
+
+        The temporary is always gone afterwards. Raises ``AlreadyStored`` if ``key`` already exists.
         """
-        target = self.path(key)
-        partial = target.with_name(target.name + ".part")
-        size = 0
-        out = partial.open("xb")  # another writer of the same key fails here, before touching anything
+        final = self.path(key)
         try:
-            with out:
+            fsync_file(temp)
+            try:
+                # link() fails when the name exists, so no writer ever replaces a stored file (a
+                # rename would, silently).
+                os.link(temp, final)
+            except FileExistsError:
+                raise AlreadyStored(key) from None
+            except OSError as exc:
+                if exc.errno not in (errno.EPERM, errno.ENOTSUP, errno.EOPNOTSUPP, errno.EMLINK):
+                    raise
+                # A file system without hard links (FAT, some network mounts): check, then rename.
+                if final.exists():
+                    raise AlreadyStored(key) from None
+                os.rename(temp, final)
+        finally:
+            temp.unlink(missing_ok=True)
+        fsync_dir(self.root)
+        return final
+
+    async def put_stream(self, key: str, chunks: AsyncIterable[bytes]) -> int:
+        """Write a new file under ``key`` from ``chunks`` through a temporary and ``place``; never
+        replaces one (AlreadyStored). A failed or aborted write leaves nothing behind. Returns the size."""
+        temp = self.temp_path(key)
+        size = 0
+        try:
+            with temp.open("xb") as out:
                 async for chunk in chunks:
                     out.write(chunk)
                     size += len(chunk)
-            os.link(partial, target)  # fails if the key was ever written: files are write-once
-        finally:
-            partial.unlink(missing_ok=True)
+        except BaseException:
+            temp.unlink(missing_ok=True)
+            raise
+        await asyncio.to_thread(self.place, temp, key)
         return size
 
     def remove_partials(self) -> int:
-        """Drop half-written uploads a killed process left behind (they were never served)."""
+        """Drop half-written files a killed process left behind (uploads and outputs; never served)."""
         partials = list(self.root.glob("*.part"))
         for path in partials:
             path.unlink(missing_ok=True)
         return len(partials)
 
-    def describe(self, key: str, base: str, file_name: str | None = None) -> dict[str, Any]:
-        """fal's File object for a stored file."""
+    def describe(self, key: str, base: str, file_name: str | None = None, *,
+                 pending: Path | None = None) -> dict[str, Any]:
+        """fal's File object for a stored file (or one still at its temporary path ``pending``)."""
         return {
             "url": self.url(key, base),
             "content_type": content_type_of(key),
             "file_name": file_name or key,
-            "file_size": self.path(key).stat().st_size,
+            "file_size": (pending or self.path(key)).stat().st_size,
         }
+
+
+class AlreadyStored(Exception):
+    """A write to a key that already holds a file: stored files are never replaced."""
+
+    def __init__(self, key: str):
+        super().__init__(f"{key} is already stored")
+        self.key = key
+
+
+def fsync_file(path: Path) -> None:
+    """Flush a file's data to the disk (not only to the page cache)."""
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def fsync_dir(path: Path) -> None:
+    """Flush a folder's entries, so a file just linked into it is still there after a power cut."""
+    fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)

@@ -1,14 +1,13 @@
-"""Optional API-key check, and the signatures that let key-less upload PUTs through.
+"""Optional API-key check.
 
 With no ``server.api_key`` set, thorgen is open (fal's JS client sends no Authorization unless given
 credentials). With a key, every route except /health and /ready needs ``Authorization: Key <key>`` (or
 ``Bearer``), enforced by one guard; file downloads are public (capability URLs), and upload URLs and
-CDN tokens that thorgen issues carry an HMAC of the key, because browsers PUT to them bare.
+CDN tokens carry their own signed, expiring token (media/uploads.py), because browsers PUT to them bare.
 """
 
 from __future__ import annotations
 
-import hashlib
 import hmac
 from typing import Any
 
@@ -42,13 +41,3 @@ class Auth:
         """Litestar guard on every route: the key is needed unless the route is marked OPEN."""
         if OPEN not in handler.opt:
             self.check_header(connection.headers.get("authorization"))
-
-    def sign(self, value: str) -> str:
-        if not self._key:
-            return "open"
-        return hmac.new(self._key, value.encode(), hashlib.sha256).hexdigest()[:40]
-
-    def check_signature(self, value: str, signature: str | None) -> None:
-        if self._key and not hmac.compare_digest(self.sign(value), signature or ""):
-            raise FalError("Upload URL or token is not valid for this server", status=403,
-                           error_type="forbidden")

@@ -6,6 +6,7 @@ owner/alias only, so every lookup is by request id.
 
 from __future__ import annotations
 
+import asyncio
 import re
 import time
 import urllib.parse
@@ -40,7 +41,10 @@ class QueueApi:
         if match is None:
             if method != "POST":
                 raise FalError(f"Use POST to submit to {call.path!r}", status=405, error_type="method_not_allowed")
-            return self.submit(call, request, body)
+            webhook = _webhook(call.query.get("fal_webhook"))
+            if webhook is not None:  # may resolve a host name: off the event loop
+                await asyncio.to_thread(self.service.webhooks.check, webhook)
+            return self.submit(call, request, body, webhook)
         request_id, tail = match.group("id"), match.group("tail") or ""
         if tail == "/cancel":
             if method not in ("PUT", "POST"):
@@ -56,13 +60,14 @@ class QueueApi:
 
     # -- submit ------------------------------------------------------------------------------
 
-    def submit(self, call: FalCall, request: Request[Any, Any, Any], body: bytes) -> Response[bytes]:
+    def submit(self, call: FalCall, request: Request[Any, Any, Any], body: bytes,
+               webhook: str | None = None) -> Response[bytes]:
         job = self.service.submit(
             call.path,
             decode_json(body),
             priority=_priority(request.headers.get("x-fal-queue-priority")),
             base_url=call.base_url,
-            webhook_url=_webhook(call.query.get("fal_webhook")),
+            webhook_url=webhook,
         )
         body_out = {
             "status": JobState.IN_QUEUE.value,

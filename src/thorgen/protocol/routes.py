@@ -11,6 +11,7 @@ from thorgen.config import Config
 from thorgen.errors import FalError
 from thorgen.jobs.service import JobService
 from thorgen.media.store import content_type_of
+from thorgen.media.uploads import UploadTargets
 from thorgen.protocol.auth import OPEN, Auth
 from thorgen.protocol.call import FalCall, Service, from_prefix, from_target_url
 from thorgen.protocol.queue import QueueApi
@@ -28,7 +29,10 @@ PUBLIC_FILE = {OPEN: "files are public capability URLs, so <video> and <img> tag
 
 def build_routes(config: Config, service: JobService, auth: Auth) -> list[Any]:
     queue = QueueApi(service)
-    storage = StorageApi(service.media, auth, service.scratch_root, config.storage.max_upload_bytes)
+    targets = UploadTargets.in_data_dir(service.media, config.data_dir, ttl_s=config.storage.upload_ttl_s,
+                                        max_bytes=config.storage.max_upload_bytes,
+                                        parts_root=service.scratch_root / "multipart")
+    storage = StorageApi(service.media, targets)
     upload_limit = config.storage.max_upload_bytes
     json_limit = config.limits.max_request_bytes
 
@@ -76,38 +80,34 @@ def build_routes(config: Config, service: JobService, auth: Auth) -> list[Any]:
 
         return handler
 
-    # -- upload targets (PUT straight from browsers, so no Authorization: a signed URL) ----
+    # -- upload targets (PUT straight from browsers, so no Authorization: the URL carries the
+    #    target's signed, expiring token; each target takes one complete write, see media/uploads.py)
 
     @put("/uploads/{key:str}", request_max_body_size=upload_limit, status_code=200, opt=BY_SIGNATURE)
     async def upload(request: Request[Any, Any, Any], key: str, token: str | None = None) -> Response[bytes]:
-        auth.check_signature(key, token)
-        await storage.put_file(key, request)
+        await storage.put_file(key, token, request)
         return json_response({"file_url": service.media.url(key, base_url(request))})
 
     @put("/uploads/{key:str}/multipart/{number:int}", request_max_body_size=upload_limit, status_code=200,
          opt=BY_SIGNATURE)
     async def upload_part(request: Request[Any, Any, Any], key: str, number: int,
                           token: str | None = None) -> Response[bytes]:
-        auth.check_signature(key, token)
-        return await storage.put_part(key, number, request)
+        return await storage.put_part(key, token, number, request)
 
     @post("/uploads/{key:str}/multipart/complete", status_code=200, opt=BY_SIGNATURE)
     async def upload_complete(request: Request[Any, Any, Any], key: str,
                               token: str | None = None) -> Response[bytes]:
-        auth.check_signature(key, token)
-        await storage.complete(key)
+        await storage.complete(key, token)
         return json_response({"file_url": service.media.url(key, base_url(request))})
 
     @put("/files/{key:str}/multipart/{upload_id:str}/{number:int}", request_max_body_size=upload_limit,
          status_code=200, opt=BY_SIGNATURE)
     async def cdn_part(request: Request[Any, Any, Any], key: str, upload_id: str, number: int) -> Response[bytes]:
-        auth.check_signature(key, upload_id)
-        return await storage.put_part(key, number, request)
+        return await storage.put_part(key, upload_id, number, request)
 
     @post("/files/{key:str}/multipart/{upload_id:str}/complete", status_code=200, opt=BY_SIGNATURE)
     async def cdn_complete(request: Request[Any, Any, Any], key: str, upload_id: str) -> Response[bytes]:
-        auth.check_signature(key, upload_id)
-        await storage.complete(key)
+        await storage.complete(key, upload_id)
         return json_response({"access_url": service.media.url(key, base_url(request))})
 
     # -- file downloads: Starlette's FileResponse answers Range (206), HEAD and ETag -------

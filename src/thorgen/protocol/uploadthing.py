@@ -37,7 +37,7 @@ import msgspec
 from litestar import HttpMethod, Request, Response, get, post, route
 
 from thorgen.errors import disk_full
-from thorgen.media.store import MediaStore, extension_for
+from thorgen.media.store import AlreadyStored, MediaStore, extension_for
 from thorgen.protocol.auth import OPEN
 from thorgen.protocol.responses import json_response
 
@@ -307,7 +307,7 @@ def build_uploadthing_routes(media: MediaStore, base_url: Callable[[Request[Any,
             return json_response(await api.receive(target_id, request, base_url(request)))
         except Refusal as refusal:
             return refusal.response()
-        except FileExistsError:
+        except AlreadyStored:
             return Refusal(409, "BAD_REQUEST", "This file has already been written").response()
 
     return [config, action, ingest]
