@@ -81,7 +81,7 @@ def test_run_of_an_unknown_endpoint_points_at_the_command_that_lists_them(tmp_pa
 # -- tables ------------------------------------------------------------------------------------------
 
 def test_endpoints_table_lines_up_and_says_each_reason_once(tmp_path):
-    result = thorgen_cli("endpoints", "--config", str(_empty_models_config(tmp_path)))
+    result = thorgen_cli("--config", str(_empty_models_config(tmp_path)), "endpoints")
     assert result.returncode == 0, result.stderr
     rows = columns_line_up(result.stdout, "endpoint")
     by_id = {row.split()[0]: row for row in rows}
@@ -108,7 +108,7 @@ def test_models_list_lines_up_lists_the_guardrail_and_sizes_as_the_readme(tmp_pa
 
 
 def test_doctor_names_the_missing_guardrail_once(tmp_path):
-    result = thorgen_cli("doctor", "--config", str(_empty_models_config(tmp_path)))
+    result = thorgen_cli("--config", str(_empty_models_config(tmp_path)), "doctor")
     lines = [line for line in result.stdout.splitlines() if "guardrail" in line.lower()]
     assert len(lines) == 1, result.stdout
     assert "required" in lines[0] and "pip install 'thorgen[guardrail]'" in lines[0]
