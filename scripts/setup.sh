@@ -8,16 +8,31 @@ if [ ! -x .venv/bin/python ]; then
     "$PYTHON" -m venv .venv
 fi
 .venv/bin/python -m pip install --quiet --upgrade pip
-# torch first, pinned: a range asked for by a later install would otherwise fetch the newest (CUDA)
-# build. Where torch is already importable (NVIDIA's build on a Jetson, a CUDA box) it is kept.
-# THORGEN_TORCH_INDEX picks another wheel index, e.g. https://download.pytorch.org/whl/cpu
+# torch first, and only where none is importable: pip then installs torch 2.13.0 from the index it
+# is configured with. From the public PyPI on Linux x86-64 that is the CUDA build, which brings about
+# 3 GB of NVIDIA libraries; THORGEN_TORCH_INDEX=https://download.pytorch.org/whl/cpu picks the CPU-only
+# build instead (what a CPU box or CI wants), https://download.pytorch.org/whl/cu130 a CUDA 13 one.
 if ! .venv/bin/python -c "import torch" >/dev/null 2>&1; then
     .venv/bin/python -m pip install --quiet ${THORGEN_TORCH_INDEX:+--index-url "$THORGEN_TORCH_INDEX"} "torch==2.13.0"
 fi
+# Whatever torch is there now (NVIDIA's on a Jetson, a CUDA box's own, or the one just installed) is
+# kept: the installs below run under a constraint on its exact version (and torchvision's, if present),
+# so no dependency can swap it; a dependency that needs another torch stops pip with a conflict instead.
+keep=$(mktemp)
+trap 'rm -f "$keep"' EXIT
+.venv/bin/python - >"$keep" <<'PY'
+import importlib.metadata as metadata
+for name in ("torch", "torchvision"):
+    try:
+        print(f"{name}=={metadata.version(name)}")
+    except metadata.PackageNotFoundError:
+        pass
+PY
 if [ "${1:-}" = "--test" ]; then
-    # tts: NeMo, so the speech tests run the real FastPitch/HiFi-GAN path (a fresh machine compiles
-    # pyopenjtalk and cdifflib once, about 90 s; neither has a binary wheel).
-    .venv/bin/python -m pip install --quiet -e ".[test,tts]"
+    # tts: NeMo, so the speech tests run the real FastPitch/HiFi-GAN path. A fresh machine downloads
+    # NeMo's dependencies and compiles pyopenjtalk and cdifflib once (neither has a binary wheel):
+    # minutes, see the README.
+    .venv/bin/python -m pip install --quiet --constraint "$keep" -e ".[test,tts]"
     if command -v npm >/dev/null 2>&1; then
         (cd tests/js && npm ci --no-audit --no-fund --loglevel=error)
     else
@@ -31,5 +46,5 @@ if [ "${1:-}" = "--test" ]; then
             || echo "could not install chromium: the browser tests will be skipped" >&2
     fi
 else
-    .venv/bin/python -m pip install --quiet -e .
+    .venv/bin/python -m pip install --quiet --constraint "$keep" -e .
 fi

@@ -56,8 +56,11 @@ class ServerProcess:
         """Wait for /ready: tiny models written and preloads done."""
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
-            if httpx.get(f"{self.base_url}/ready", timeout=5).status_code == 200:
-                return self
+            try:
+                if httpx.get(f"{self.base_url}/ready", timeout=5).status_code == 200:
+                    return self
+            except httpx.TimeoutException:  # a first start's warm-up can hold the CPU for seconds
+                pass
             if self.proc and self.proc.poll() is not None:
                 raise RuntimeError(f"thorgen exited with {self.proc.returncode}:\n{self.log()}")
             time.sleep(0.2)

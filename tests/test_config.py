@@ -51,3 +51,23 @@ def test_bad_config_names_the_key(tmp_path, text, environ, needle):
     with pytest.raises(ConfigError) as caught:
         load_config(path, environ=environ)
     assert needle in str(caught.value)
+
+
+def test_folders_in_a_config_file_are_relative_to_that_file(tmp_path, monkeypatch):
+    folder = tmp_path / "etc"
+    folder.mkdir()
+    path = folder / "config.toml"
+    path.write_text('[storage]\ndata_dir = "data"\nmodels_dir = "../weights"\n')
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    monkeypatch.chdir(elsewhere)
+    config = load_config(path, environ={})
+    assert config.data_dir == folder / "data"
+    assert config.models_root == tmp_path / "weights"
+    # from the environment or a flag, a relative folder is the shell's: the working directory
+    from_env = load_config(path, environ={"THORGEN_STORAGE__DATA_DIR": "env-data"},
+                           overrides={"storage.models_dir": "flag-models"})
+    assert from_env.data_dir == elsewhere / "env-data" and from_env.models_root == elsewhere / "flag-models"
+    absolute = tmp_path / "abs"
+    path.write_text(f'[storage]\ndata_dir = "{absolute}"\n')
+    assert load_config(path, environ={}).data_dir == absolute

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import platform
+import threading
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any
@@ -35,12 +36,15 @@ log = logging.getLogger("thorgen")
 def build_app(config: Config, service: JobService | None = None) -> Litestar:
     service = service or JobService(config, Registry(config), Metrics())
     auth = Auth(config.server.api_key)
+    announced = threading.Event()  # set once the "N endpoints ready" line is logged, after warm-up
 
     @asynccontextmanager
     async def lifespan(_: Litestar) -> AsyncIterator[None]:
         service.feed.attach_loop(asyncio.get_running_loop())
         service.start()
         announce(config, service)
+        threading.Thread(target=announce_ready, args=(service, announced), name="announce-ready",
+                         daemon=True).start()
         try:
             yield
         finally:
@@ -60,8 +64,9 @@ def build_app(config: Config, service: JobService | None = None) -> Litestar:
 
     @get("/ready", sync_to_thread=False, opt={OPEN: "readiness only"})
     def ready() -> Response[bytes]:
-        # Ready once the models marked preload are loaded (and, in tiny mode, written).
-        is_ready = service.runtime.ready.is_set()
+        # Ready once the models marked preload are loaded (and, in tiny mode, written) and the log
+        # has said which endpoints are ready: a caller that waited for /ready finds that line there.
+        is_ready = announced.is_set()
         return json_response({"ready": is_ready}, status=200 if is_ready else 503)
 
     @get("/info", sync_to_thread=False)
@@ -120,23 +125,37 @@ def describe(config: Config, service: JobService, auth: Auth) -> dict[str, Any]:
 
 
 def announce(config: Config, service: JobService) -> None:
-    """Say at start what works and what is missing, and how to get it."""
-    available = [row["id"] for row in service.registry.listing() if row["available"]]
-    log.info("thorgen %s: %d endpoints ready: %s", __version__, len(available), ", ".join(available))
+    """Say at start what is being prepared and what is missing, and how to get it. Which endpoints are
+    ready is said by announce_ready, once the runtime's warm-up (tiny models, preloads) is over."""
     if config.server.host not in ("127.0.0.1", "localhost", "::1") and not config.server.api_key:
         log.warning("listening on %s with no API key: any machine that reaches it can run jobs; set "
                     "THORGEN_SERVER__API_KEY (README: Security)", config.server.host)
     guardrail = cosmos.safety_note(config)
-    (log.info if config.guardrail_on else log.warning)("Cosmos safety guardrail: %s", guardrail)
+    (log.info if cosmos.guardrail_working(config) else log.warning)("Cosmos safety guardrail: %s", guardrail)
     if config.runtime.tiny:
         log.warning(TINY_NOTE)
+        log.info("thorgen %s: preparing tiny models in %s (written once; /ready answers 503 until then)", __version__,
+                 config.models_dir)
         return
+    preload = [name for name in sorted(config.models) if config.models[name].preload]
+    log.info("thorgen %s: starting%s", __version__,
+             f"; loading preload models: {', '.join(preload)}" if preload else "")
     for status in all_model_status(config):
         if status.installed:
             log.info("model %s (%s): installed at %s", status.name, status.family, status.path)
         else:
             log.warning("model %s (%s): MISSING at %s; get it with: %s", status.name, status.family,
                         status.path, status.install_hint)
+
+
+def announce_ready(service: JobService, announced: threading.Event) -> None:
+    """After the warm-up: the endpoints that are ready now, then /ready answers 200."""
+    service.runtime.ready.wait()
+    try:
+        available = [row["id"] for row in service.registry.listing() if row["available"]]
+        log.info("thorgen %s: %d endpoints ready: %s", __version__, len(available), ", ".join(available))
+    finally:
+        announced.set()
 
 
 def _fal_error(request: Request[Any, Any, Any], exc: FalError) -> Response[bytes]:

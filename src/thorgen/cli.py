@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+import logging.config
 import os
 import sys
 from pathlib import Path
@@ -69,6 +70,7 @@ def main(argv: list[str] | None = None) -> int:
     kit_setup.add_argument("--local-badge", action="store_true",
                            help='also show "Local · thorgen" in the editor\'s header (a small, reversible patch)')
 
+    _accept_config_after_command(parser)
     args = parser.parse_args(argv)
     overrides = {
         "server.host": getattr(args, "host", None),
@@ -95,23 +97,39 @@ def main(argv: list[str] | None = None) -> int:
     return commands_by_name[args.command](config, args)
 
 
+def _accept_config_after_command(parser: argparse.ArgumentParser) -> None:
+    """`thorgen serve --config x.toml` as well as `thorgen --config x.toml serve`, for every command
+    and subcommand (all of them read the configuration). SUPPRESS: a command that is not given
+    --config leaves the one given before it (or none) in place."""
+    for action in parser._actions:
+        if isinstance(action, argparse._SubParsersAction):
+            for command in action.choices.values():
+                command.add_argument("--config", type=Path, default=argparse.SUPPRESS,
+                                     help="config.toml (default: $THORGEN_CONFIG or ./config.toml)")
+                _accept_config_after_command(command)
+
+
 def _serve(config: Config, args: argparse.Namespace) -> int:
     # Serving never downloads: weights come only from `thorgen models pull`. Set before any import of
     # huggingface_hub, which reads it once.
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    from thorgen.logs import log_config, quiet_progress_bars
+
+    quiet_progress_bars()
     import uvicorn
 
     from thorgen.app import build_app
 
-    logging.basicConfig(level=config.server.log_level.upper(),
-                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    logging.config.dictConfig(log_config(config.server.log_level))
     try:
         app = build_app(config)
     except ValueError as exc:
         print(f"thorgen: bad configuration: {exc}", file=sys.stderr)
         return 2
+    # The same dictConfig again for uvicorn, which applies its log_config when it starts: its own
+    # lines then share thorgen's format instead of uvicorn's default one.
     uvicorn.run(app, host=config.server.host, port=config.server.port, log_level=config.server.log_level,
-                timeout_graceful_shutdown=5)
+                log_config=log_config(config.server.log_level), timeout_graceful_shutdown=5)
     return 0
 
 
@@ -119,11 +137,18 @@ def _run(config: Config, args: argparse.Namespace) -> int:
     from thorgen.client import Client
     from thorgen.errors import FalError
 
-    text = Path(args.input[1:]).read_text() if args.input.startswith("@") else args.input
+    try:
+        text = Path(args.input[1:]).read_text() if args.input.startswith("@") else args.input
+    except OSError as exc:
+        print(f"thorgen: cannot read --input {args.input}: {exc.strerror}", file=sys.stderr)
+        return 2
     try:
         arguments: Any = msgspec.json.decode(text)
     except msgspec.DecodeError as exc:
         print(f"thorgen: --input is not valid JSON: {exc}", file=sys.stderr)
+        return 2
+    if _unknown_endpoint(config, args.endpoint):
+        print(f"thorgen: no endpoint {args.endpoint!r} here; `thorgen endpoints` lists them", file=sys.stderr)
         return 2
     logging.basicConfig(level=logging.WARNING)
     with Client(config) as client:
@@ -136,6 +161,12 @@ def _run(config: Config, args: argparse.Namespace) -> int:
     return 0
 
 
+def _unknown_endpoint(config: Config, endpoint_id: str) -> bool:
+    from thorgen.endpoints.registry import Registry
+
+    return Registry(config).find(endpoint_id) is None
+
+
 def _config(config: Config, args: argparse.Namespace) -> int:
     print(msgspec.json.format(msgspec.json.encode(redacted(config))).decode())
     return 0
@@ -144,10 +175,42 @@ def _config(config: Config, args: argparse.Namespace) -> int:
 def _endpoints(config: Config, args: argparse.Namespace) -> int:
     from thorgen.endpoints.registry import Registry
 
+    rows = []
     for row in Registry(config).listing():
-        state = "ready" if row["available"] else f"unavailable: {row['reason']}"
-        print(f"{row['id']:45} {row['lane']:8} {state}")
+        if row["available"]:
+            state = "ready"
+        elif row["alias_of"]:  # its target's row gives the reason, once
+            state = f"unavailable (as {row['alias_of']})"
+        else:  # the row names the endpoint already
+            state = "unavailable: " + row["reason"].removeprefix(f"Endpoint '{row['id']}' cannot run: ")
+        rows.append([row["id"], row["lane"], state])
+    _print_table(["endpoint", "lane", "state"], rows)
     return 0
+
+
+def _print_table(headers: list[str], rows: list[list[str]]) -> None:
+    """Columns that line up whatever the lengths (rich measures them). On a terminal the last column
+    wraps to its width; into a pipe or a file each row stays one line, for grep."""
+    import io
+
+    from rich import box
+    from rich.console import Console
+    from rich.table import Table
+    from rich.text import Text
+
+    terminal = sys.stdout.isatty()
+    table = Table(box=box.SIMPLE_HEAD if terminal else None, show_edge=False, pad_edge=False,
+                  header_style="bold" if terminal else "")
+    for index, header in enumerate(headers):
+        table.add_column(header, no_wrap=not terminal or index < len(headers) - 1)
+    for row in rows:
+        table.add_row(*(Text(cell) for cell in row))  # Text: "thorgen[tts]" is not rich markup
+    if terminal:
+        Console(highlight=False, emoji=False).print(table)
+        return
+    buffer = io.StringIO()
+    Console(file=buffer, width=100_000, color_system=None, highlight=False, emoji=False).print(table)
+    print("\n".join(line.rstrip() for line in buffer.getvalue().splitlines()))
 
 
 def _doctor(config: Config, args: argparse.Namespace) -> int:
@@ -202,11 +265,11 @@ def _models(config: Config, args: argparse.Namespace) -> int:
 
 
 def _models_list(config: Config) -> int:
-    from thorgen.models.catalog import CATALOG
+    from thorgen.models.catalog import CATALOG, approx_size, guardrail_listing
     from thorgen.models.store import all_model_status, size_on_disk
 
     loaded = _loaded_on_server(config)
-    print(f"{'model':16} {'family':8} {'installed':9} {'on disk':>9} {'loaded':6}  source / licence")
+    rows, hints = [], []
     for status in all_model_status(config):
         entry = CATALOG.get(status.name)
         size = f"{size_on_disk(config, status.name) / 1024**3:.2f} GiB" if status.installed else "-"
@@ -215,12 +278,19 @@ def _models_list(config: Config) -> int:
         else:
             in_memory = "yes" if status.name in loaded else "no"
         source = config.model(status.name).source or "(tiny)"
-        licence = f" — {entry.licence}{', gated: needs HF_TOKEN' if entry.gated else ''}" if entry else ""
-        print(f"{status.name:16} {status.family:8} {'yes' if status.installed else 'NO':9} {size:>9} "
-              f"{in_memory:6}  {source}{licence}")
+        licence = f"{entry.licence}{', gated: needs HF_TOKEN' if entry.gated else ''}" if entry else ""
+        rows.append([status.name, status.family, "yes" if status.installed else "NO", size, in_memory, source,
+                     licence])
         if not status.installed:
-            approx = f" (about {entry.approx_bytes / 1e9:.0f} GB)" if entry and not config.runtime.tiny else ""
-            print(f"{'':16} get it with: {status.install_hint}{approx}")
+            approx = f" (about {approx_size(entry.approx_bytes)})" if entry and not config.runtime.tiny else ""
+            hints.append(f"get {status.name} with: {status.install_hint}{approx}")
+    if not config.runtime.tiny:  # tiny mode never runs the guardrail
+        guardrail = guardrail_listing()
+        rows.append([guardrail.name, "guardrail", guardrail.installed, "-", "-", guardrail.source, guardrail.licence])
+        hints.append(f"get {guardrail.name} with: {guardrail.install_hint}")
+    _print_table(["model", "family", "installed", "on disk", "loaded", "source", "licence"], rows)
+    for hint in hints:
+        print(hint)
     if loaded is None:
         print("(loaded: ? — no thorgen server answers on the configured port)")
     return 0

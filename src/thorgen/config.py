@@ -3,6 +3,9 @@
 Sources, later ones winning: the Struct defaults below, a TOML file (``--config``, ``$THORGEN_CONFIG``
 or ``./config.toml``), ``THORGEN_*`` environment variables, then command-line flags.
 
+Relative folders (``storage.data_dir``, ``storage.models_dir``) written in the TOML file are relative
+to that file's folder; from environment variables, flags or the defaults, to the working directory.
+
 Environment variables name a key by its path with ``__`` between levels, for example
 ``THORGEN_SERVER__PORT=10001`` or ``THORGEN_LIMITS__FETCH_TIMEOUT_S=5``. List values are written as
 JSON (``["http://a", "http://b"]``) or comma-separated. Credentials (``server.api_key``) are read
@@ -181,6 +184,7 @@ def load_config(
     sources: dict[str, str] = {}  # dotted key -> the env var or flag that set it, for error messages
     if path is not None:
         raw = _read_toml(path)
+        _anchor_folders(raw, path)
     # Known models are defaults: a [models.NAME] table changes only the keys it names.
     models = default_models()
     for name, table in (raw.get("models") or {}).items():
@@ -222,6 +226,19 @@ def _read_toml(path: Path) -> dict[str, Any]:
         raise ConfigError(f"config file not found: {path}") from None
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError(f"{path}: not valid TOML: {exc}") from None
+
+
+def _anchor_folders(raw: dict[str, Any], path: Path) -> None:
+    """Folders written in a config file are relative to that file's folder, so the same file means the
+    same folders wherever thorgen is started from (a service, a script, another shell). Folders from
+    environment variables and flags stay relative to the working directory, as a shell user expects."""
+    storage = raw.get("storage")
+    if not isinstance(storage, dict):
+        return
+    for key in ("data_dir", "models_dir"):
+        value = storage.get(key)
+        if isinstance(value, str) and value and not Path(value).expanduser().is_absolute():
+            storage[key] = str(path.resolve().parent / value)
 
 
 def _env_key_path(name: str) -> list[str]:

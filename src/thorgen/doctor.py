@@ -120,18 +120,24 @@ def _models(config: Config) -> list[Finding]:
 
 
 def _extras(config: Config) -> list[Finding]:
+    """One line per optional extra; the guardrail's line also says whether Cosmos needs it now."""
     rows = []
-    for module, label, how in (("nemo", "extra: NeMo TTS", "pip install 'thorgen[tts]'"),
-                               ("cosmos_guardrail", "extra: Cosmos guardrail", "pip install 'thorgen[guardrail]'")):
-        found = importlib.util.find_spec(module) is not None
-        rows.append(Finding(label, OK if found else INFO, "installed" if found else f"not installed ({how})"))
+    nemo = importlib.util.find_spec("nemo") is not None
+    rows.append(Finding("extra: NeMo TTS", OK if nemo else INFO,
+                        "installed" if nemo else "not installed (pip install 'thorgen[tts]')"))
+    guardrail = importlib.util.find_spec("cosmos_guardrail") is not None
+    label = "extra: Cosmos guardrail"
     if not config.cosmos.guardrail:
-        rows.append(Finding("Cosmos guardrail", WARN, "[cosmos] guardrail = false: no prompt or clip is checked "
-                            "(the NVIDIA Open Model License requires a guardrail; see the README)"))
-    elif not config.runtime.tiny and importlib.util.find_spec("cosmos_guardrail") is None:
-        rows.append(Finding("Cosmos guardrail", WARN, "on, but cosmos_guardrail is not installed: every Cosmos id "
-                            "answers 424 until it is (pip install 'thorgen[guardrail]', then "
-                            "`thorgen models pull cosmos-guardrail`)"))
+        rows.append(Finding(label, WARN, "[cosmos] guardrail = false: no prompt or clip is checked (the NVIDIA "
+                            "Open Model License requires a guardrail; see the README)"))
+    elif guardrail:
+        rows.append(Finding(label, OK, "installed (its weights: `thorgen models pull cosmos-guardrail`)"))
+    elif config.runtime.tiny:
+        rows.append(Finding(label, INFO, "not installed; tiny mode does not run it (pip install "
+                            "'thorgen[guardrail]' for real Cosmos weights)"))
+    else:
+        rows.append(Finding(label, WARN, "required by Cosmos and not installed: every Cosmos id answers 424 until "
+                            "it is (pip install 'thorgen[guardrail]', then `thorgen models pull cosmos-guardrail`)"))
     return rows
 
 

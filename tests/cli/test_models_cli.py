@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 
@@ -13,7 +14,8 @@ from thorgen.models import pull as pull_module
 
 
 def thorgen_cli(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
-    environ = {"PATH": "/usr/bin:/bin", "HF_HUB_OFFLINE": "1", "THORGEN_SERVER__PORT": "1", **(env or {})}
+    environ = {"PATH": "/usr/bin:/bin", "HF_HUB_OFFLINE": "1", "THORGEN_SERVER__PORT": "1",
+               **{k: v for k, v in os.environ.items() if k == "PYTHONPATH"}, **(env or {})}
     return subprocess.run([sys.executable, "-m", "thorgen", *args], capture_output=True, text=True,
                           timeout=180, env=environ)
 
@@ -24,8 +26,8 @@ def test_list_without_weights_says_how_to_get_each_model(tmp_path):
     lines = result.stdout.splitlines()
     dev = next(line for line in lines if line.startswith("flux-dev "))
     assert " NO " in dev and "gated: needs HF_TOKEN" in dev and "Non-Commercial" in dev
-    assert "get it with: thorgen models pull flux-dev (about 34 GB)" in result.stdout
-    assert "get it with: thorgen models pull flux-schnell" in result.stdout
+    assert "get flux-dev with: thorgen models pull flux-dev (about 34 GB)" in result.stdout
+    assert "get flux-schnell with: thorgen models pull flux-schnell" in result.stdout
 
 
 def test_tiny_writes_loadable_folders_and_list_shows_them(tmp_path):

@@ -74,3 +74,30 @@ def test_unknown_extra_fields_are_ignored(tmp_path):
 def test_alias_to_unknown_endpoint_is_refused():
     with pytest.raises(ValueError, match="aliases.fal-ai/x"):
         Registry(Config(aliases={"fal-ai/x": "fal-ai/none"}))
+
+
+def test_openapi_lists_alias_ids_with_their_target_schemas():
+    registry = Registry(Config(aliases={"fal-ai/my-metadata": "fal-ai/ffmpeg-api/metadata"}))
+    paths = registry.openapi()["paths"]
+    for alias, target in (("fal-ai/veo2", "fal-ai/cosmos-predict-2.5/text-to-video"),
+                          ("fal-ai/flux-pro/v1.1-ultra", "fal-ai/flux/dev"),
+                          ("fal-ai/my-metadata", "fal-ai/ffmpeg-api/metadata")):
+        for prefix in ("run", "queue"):
+            aliased, original = paths[f"/{prefix}/{alias}"]["post"], paths[f"/{prefix}/{target}"]["post"]
+            assert aliased["requestBody"] == original["requestBody"]
+            assert aliased["operationId"] == f"{'run' if prefix == 'run' else 'submit'}:{alias}"
+        assert (paths[f"/run/{alias}"]["post"]["responses"]["200"]
+                == paths[f"/run/{target}"]["post"]["responses"]["200"])
+    assert {f"/run/{row['id']}" for row in registry.listing()} <= set(paths)
+
+
+def test_unavailable_reason_names_every_missing_piece_once_and_short(tmp_path):
+    from thorgen.config import load_config
+
+    config = load_config(None, environ={"THORGEN_STORAGE__MODELS_DIR": str(tmp_path)})
+    rows = {row["id"]: row for row in Registry(config).listing()}
+    reason = rows["fal-ai/cosmos-predict-2.5/text-to-video"]["reason"]
+    assert "thorgen models pull cosmos-predict25" in reason  # the weights are missing too, not only the guardrail
+    if reason.count("thorgen[guardrail]"):  # cosmos_guardrail is not installed here
+        assert reason.count("thorgen[guardrail]") == 1 and "guardrail = false" not in reason
+    assert len(reason) - len(str(tmp_path)) < 320  # it was over 400 with the licence paragraph in it

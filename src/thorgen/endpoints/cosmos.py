@@ -27,6 +27,7 @@ from thorgen.endpoints.base import Endpoint, File
 from thorgen.endpoints.diffusion import data_uri, pick_seed, seeded_generator, step_reporter
 from thorgen.errors import FalError, InputError
 from thorgen.jobs.context import JobContext
+from thorgen.models.catalog import missing_extra
 
 FPS = 16  # Cosmos Predict2 and 2.5 are trained and exported at 16 frames per second
 MIN_FRAMES, MAX_FRAMES = 9, 93
@@ -246,7 +247,15 @@ def safety_note(config: Config) -> str:
     if not config.cosmos.guardrail:
         return ("OFF ([cosmos] guardrail = false): no prompt or clip is checked, which the NVIDIA Open Model "
                 "License does not allow without an equivalent guardrail of your own")
+    if not guardrail_working(config):
+        return ("required and MISSING: the cosmos_guardrail package is not installed, so every Cosmos id "
+                "answers 424 (pip install 'thorgen[guardrail]', then `thorgen models pull cosmos-guardrail`)")
     return "on: cosmos_guardrail checks every prompt (blocklist, Qwen3Guard) and every clip (face blur)"
+
+
+def guardrail_working(config: Config) -> bool:
+    """Whether Cosmos runs with a guardrail it can load: on in config and its package installed."""
+    return config.guardrail_on and missing_extra("cosmos", config) is None
 
 
 # -- what thorgen cannot do locally -----------------------------------------------------------------

@@ -43,7 +43,7 @@ class Registry:
                 status=404,
                 error_type="endpoint_not_found",
             )
-        extra = self._missing_extra(endpoint)
+        extra = self._missing_extra(endpoint, explain=True)
         if extra:
             raise FalError(f"Endpoint '{endpoint_id}' cannot run: {extra}", status=424,
                            error_type="extra_not_installed")
@@ -63,21 +63,19 @@ class Registry:
         if name is None:
             return None
         status = model_status(self.config, name)
+        # Everything that is missing, each said once and short (the extra's 424 explains more).
         extra = self._missing_extra(endpoint)
-        if extra:
-            return f"Endpoint '{endpoint.id}' cannot run: {extra}"
-        if status.installed:
-            return None
-        return (
-            f"Endpoint '{endpoint.id}' needs the model '{name}', which is not installed "
-            f"(looked in {status.path or 'config.toml'}). Install it with: {status.install_hint}"
-        )
+        missing = [extra] if extra else []
+        if not status.installed:
+            missing.append(f"the model '{name}' is not in {status.path or 'config.toml'} "
+                           f"(install it with: {status.install_hint})")
+        return f"Endpoint '{endpoint.id}' cannot run: " + "; and ".join(missing) if missing else None
 
-    def _missing_extra(self, endpoint: Endpoint) -> str | None:
+    def _missing_extra(self, endpoint: Endpoint, *, explain: bool = False) -> str | None:
         name = self.model_for(endpoint)
         if name is None or name not in self.config.models:
             return None
-        return missing_extra(self.config.models[name].family, self.config)
+        return missing_extra(self.config.models[name].family, self.config, explain=explain)
 
     def listing(self) -> list[dict[str, Any]]:
         rows = []
@@ -101,17 +99,23 @@ class Registry:
         endpoints = sorted(self._by_id.values(), key=lambda e: e.id)
         types = [t for e in endpoints for t in (e.input, e.output)]
         schemas, components = msgspec.json.schema_components(types, ref_template="#/components/schemas/{name}")
+        index_of = {endpoint.id: index for index, endpoint in enumerate(endpoints)}
         paths: dict[str, Any] = {}
-        for index, endpoint in enumerate(endpoints):
+        # Aliases too (the editor's ids are aliases): the same schemas as the endpoint they answer with.
+        for endpoint_id in sorted({*self._by_id, *self.aliases}):
+            endpoint = self.find(endpoint_id)
+            assert endpoint is not None
+            index = index_of[endpoint.id]
+            summary = endpoint.summary if endpoint.id == endpoint_id else f"{endpoint.summary} (as {endpoint.id})"
             body = {"required": True, "content": {"application/json": {"schema": schemas[2 * index]}}}
             output = {"application/json": {"schema": schemas[2 * index + 1]}}
             error = {"description": "Validation error (fal style: detail[].loc/msg/type)"}
-            paths[f"/run/{endpoint.id}"] = {"post": {
-                "summary": endpoint.summary, "operationId": f"run:{endpoint.id}", "requestBody": body,
+            paths[f"/run/{endpoint_id}"] = {"post": {
+                "summary": summary, "operationId": f"run:{endpoint_id}", "requestBody": body,
                 "responses": {"200": {"description": "Output", "content": output}, "422": error},
             }}
-            paths[f"/queue/{endpoint.id}"] = {"post": {
-                "summary": f"Queue: {endpoint.summary}", "operationId": f"submit:{endpoint.id}",
+            paths[f"/queue/{endpoint_id}"] = {"post": {
+                "summary": f"Queue: {summary}", "operationId": f"submit:{endpoint_id}",
                 "requestBody": body, "responses": {"200": {"description": "Queued"}, "422": error},
             }}
         return {

@@ -114,10 +114,12 @@ GUARDRAIL_HINT = ("; then fetch its weights with `thorgen models pull cosmos-gua
                   "README's \"Cosmos safety guardrail\" first)")
 
 
-def missing_extra(family: str, config: Config | None = None) -> str | None:
+def missing_extra(family: str, config: Config | None = None, *, explain: bool = False) -> str | None:
     """Why a family cannot run in this environment (its optional extra is absent), or None.
 
-    Asks importlib where the module would come from without importing it: NeMo's import costs seconds.
+    Short, for listings; ``explain`` adds, for Cosmos, the guardrail's weights, licence and off switch
+    (the 424 a request gets says it all once). Asks importlib where the module would come from without
+    importing it: NeMo's import costs seconds.
     """
     if family not in EXTRAS or (family == "cosmos" and config is not None and not config.guardrail_on):
         return None
@@ -130,8 +132,40 @@ def missing_extra(family: str, config: Config | None = None) -> str | None:
         found = False
     if found:
         return None
-    return (f"the '{family}' models need the optional extra '{extra}', which is not installed here: "
-            f"pip install 'thorgen[{extra}]'" + (GUARDRAIL_HINT if family == "cosmos" else ""))
+    what = " (the Cosmos safety guardrail)" if family == "cosmos" else ""
+    return (f"the optional extra '{extra}'{what} is not installed: pip install 'thorgen[{extra}]'"
+            + (GUARDRAIL_HINT if family == "cosmos" and explain else ""))
+
+
+def approx_size(size: int) -> str:
+    """A catalog size as the README writes it: "0.5 GB", "2.4 GB", "34 GB"."""
+    return f"{size / 1e9:.1f} GB" if size < 10e9 else f"{size / 1e9:.0f} GB"
+
+
+@dataclass(frozen=True)
+class GuardrailListing:
+    """The Cosmos guardrail as a row of `thorgen models list`: a package, plus weights that
+    `thorgen models pull cosmos-guardrail` puts in the Hugging Face cache (not in models/)."""
+
+    name: str
+    installed: str  # "NO", or "package": its weights are fetched into the Hub cache, not checked here
+    source: str
+    licence: str
+    install_hint: str
+
+
+def guardrail_listing() -> GuardrailListing:
+    import importlib.util
+
+    present = importlib.util.find_spec("cosmos_guardrail") is not None
+    pull = "thorgen models pull cosmos-guardrail (weights into the Hugging Face cache)"
+    return GuardrailListing(
+        name="cosmos-guardrail",
+        installed="package" if present else "NO",
+        source="cosmos_guardrail package + its weights",
+        licence="NVIDIA Open Model License; required by the Cosmos models while [cosmos] guardrail is on",
+        install_hint=pull if present else f"pip install 'thorgen[guardrail]', then {pull}",
+    )
 
 
 def default_models() -> dict[str, dict[str, Any]]:

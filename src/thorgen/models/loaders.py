@@ -46,10 +46,10 @@ class Loader:
                              cache_dir=self.config.data_dir / "cache" / "text-normalisation")
         import diffusers
         import torch
-        import transformers
 
-        diffusers.utils.logging.disable_progress_bar()
-        transformers.utils.logging.disable_progress_bar()
+        from thorgen.logs import adopt_library_loggers
+
+        adopt_library_loggers()  # their warnings in the server's format, and no progress bars
 
         if model.family == "llm":  # a transformers causal LM, not a diffusers pipeline: models/llm.py
             from thorgen.models.llm import load_causal_lm

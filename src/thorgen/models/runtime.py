@@ -143,6 +143,9 @@ def write_missing_tiny(config: Config, *, force: bool = False) -> list[str]:
             continue
         if force or not model_status(tiny, name).installed:
             tiny.models_dir.mkdir(parents=True, exist_ok=True)
+            from thorgen.logs import adopt_library_loggers
+
+            adopt_library_loggers()  # the builders' warnings in the server's format, and no progress bars
             try:
                 write_tiny(build, tiny.model_path(name))
             except FalError as exc:  # e.g. an extra that is installed but will not import: the others still run

@@ -40,8 +40,9 @@ def t5_tokenizer(max_length: int) -> Any:
     raw = Tokenizer(models.Unigram())
     raw.pre_tokenizer = pre_tokenizers.Sequence(
         [pre_tokenizers.WhitespaceSplit(), pre_tokenizers.Metaspace("▁", prepend_scheme="always")])
+    # show_progress=False: the trainer's bar (drawn by the Rust library, not tqdm) would go to the log.
     trainer = trainers.UnigramTrainer(vocab_size=200, special_tokens=["<pad>", "</s>", "<unk>"],
-                                      unk_token="<unk>", initial_alphabet=alphabet)
+                                      unk_token="<unk>", initial_alphabet=alphabet, show_progress=False)
     raw.train_from_iterator(CORPUS, trainer)
     pieces = [(piece, score) for piece, score in _json(raw)["model"]["vocab"]]
     known = {piece for piece, _ in pieces}
@@ -61,7 +62,8 @@ def clip_tokenizer() -> Any:
         pre_tokenizers.ByteLevel(add_prefix_space=False),
     ])
     trainer = trainers.BpeTrainer(vocab_size=700, special_tokens=["<|startoftext|>", "<|endoftext|>"],
-                                  initial_alphabet=pre_tokenizers.ByteLevel.alphabet(), end_of_word_suffix="</w>")
+                                  initial_alphabet=pre_tokenizers.ByteLevel.alphabet(), end_of_word_suffix="</w>",
+                                  show_progress=False)
     raw.train_from_iterator([line.lower() for line in CORPUS], trainer)
     model = _json(raw)["model"]
     vocab: dict[str, int] = dict(model["vocab"])
@@ -94,7 +96,7 @@ def qwen2_tokenizer(max_length: int = 128, eos_token: str = "<|endoftext|>", ext
 
     raw = Tokenizer(models.BPE())
     raw.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
-    trainer = trainers.BpeTrainer(vocab_size=400, special_tokens=QWEN_SPECIALS[:1],
+    trainer = trainers.BpeTrainer(vocab_size=400, show_progress=False, special_tokens=QWEN_SPECIALS[:1],
                                   initial_alphabet=pre_tokenizers.ByteLevel.alphabet())
     raw.train_from_iterator(CORPUS + list(extra_corpus), trainer)
     model = _json(raw)["model"]
