@@ -164,6 +164,9 @@ def test_step_logs_and_cancel(fal):
     ("fal-ai/cosmos-predict-2.5/image-to-video", {"prompt": "x"}, ["body", "image_url"]),
     ("fal-ai/cosmos-predict-2.5/video-to-video", {"prompt": "x"}, ["body", "video_url"]),
     ("fal-ai/veo2", {"prompt": "x", "num_inference_steps": 0}, ["body", "num_inference_steps"]),
+    # An endpoint check at submit (not the schema): two conditionings at once.
+    ("fal-ai/cosmos-predict-2.5/text-to-video", {"prompt": "x", "image_url": "data:,a", "video_url": "data:,b"},
+     ["body", "video_url"]),
 ])
 def test_bad_input_is_a_422_naming_the_field(fal, endpoint, arguments, loc):
     with pytest.raises(fal_client.client.FalClientHTTPError) as caught:

@@ -17,8 +17,15 @@ import av
 import numpy as np
 
 from thorgen.media.audio import decode_audio
-from thorgen.media.pixels import (DEFAULT_MAX_PIXELS, check_size, check_still_header, cover, cover_crop,
-                                  open_image, open_video)
+from thorgen.media.pixels import (
+    DEFAULT_MAX_PIXELS,
+    check_size,
+    check_still_header,
+    cover,
+    cover_crop,
+    open_image,
+    open_video,
+)
 from thorgen.media.probe import MediaError, probe
 
 FPS = 30
