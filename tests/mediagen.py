@@ -73,3 +73,26 @@ def make_video(path: Path, width: int = 320, height: int = 180, fps: int = 24, s
                 container.mux(audio.encode(frame))
             container.mux(audio.encode(None))
     return Path(path)
+
+
+def make_png_header(path: Path, width: int, height: int) -> Path:
+    """A PNG of about 60 bytes that declares width×height RGB pixels and holds none: hostile input
+    that must be refused from its header, before anything is decoded."""
+    import struct
+    import zlib
+
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+
+    header = struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0)  # 8-bit RGB, no interlace
+    Path(path).write_bytes(b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header) + chunk(b"IDAT", zlib.compress(b""))
+                           + chunk(b"IEND", b""))
+    return Path(path)
+
+
+def make_thin_png(path: Path, width: int = 1, height: int = 10_000) -> Path:
+    """A real, valid PNG a pixel or so wide: tiny on disk, enormous if scaled up to cover a canvas."""
+    pixels = np.zeros((height, width, 3), np.uint8)
+    pixels[:, :] = (40, 200, 90)
+    Image.fromarray(pixels).save(path)
+    return Path(path)

@@ -79,6 +79,9 @@ class LimitsConfig(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
     sse_keepalive_s: float = 10.0  # Next's rewrite proxy drops streams idle for 30 s
     sync_run_timeout_s: float = 3600.0
     webhook_timeout_s: float = 10.0
+    # The most pixels thorgen decodes in one image or video frame, or produces by scaling one
+    # (8192×8192: see thorgen.media.pixels for why). Larger inputs are refused with a 422.
+    max_image_pixels: int = 8192 * 8192
 
 
 class RuntimeConfig(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):

@@ -1,8 +1,8 @@
 """Stable Audio (fal-ai/stable-audio, fal-ai/minimax-music) through fal's Python client, tiny mode.
 
 The tiny Stable Audio has the real component classes (Oobleck VAE, T5, DiT, cosine DPM scheduler)
-with random weights, loaded from disk by the real loader: 44.1 kHz stereo, and a window of
-256 latents × 256 hop = 65536 samples (≈1.486 s), which is the longest clip it can make.
+with random weights, loaded from disk by the real loader: 44.1 kHz stereo, and the window of Stable
+Audio Open 1.0: 1024 latents × 2048 hop = 2,097,152 samples (≈47.55 s), the longest clip it can make.
 """
 
 from __future__ import annotations
@@ -18,7 +18,7 @@ from mediagen import make_audio, make_video
 from wire_helpers import cancel_after_first_step
 
 RATE = 44100
-TINY_WINDOW_SAMPLES = 256 * 256  # the tiny model's window: DiT sample_size × VAE hop
+TINY_WINDOW_SAMPLES = 1024 * 2048  # the tiny model's window: DiT sample_size × VAE hop (Open 1.0's too)
 
 
 def download(url: str, path: Path) -> Path:
@@ -61,12 +61,24 @@ def test_stable_audio_wav_has_the_asked_length_and_a_waveform(fal, tmp_path):
     assert waveform["duration"] == pytest.approx(1.25, abs=1 / RATE)
 
 
-def test_minimax_music_with_the_editors_input(fal, tmp_path):
-    """The editor sends seconds_total 30 and maybe a reference track: cut to the model's window, ignored."""
+# What the editor sends with every music job (its duration field is never shown).
+EDITOR_MUSIC = {"prompt": "lofi beats", "image_size": "landscape_16_9", "aspect_ratio": "16:9", "seconds_total": 30}
+
+
+@pytest.mark.parametrize("endpoint,key", [("fal-ai/stable-audio", "audio_file"), ("fal-ai/minimax-music", "audio")])
+def test_music_with_the_editors_exact_input_is_30_seconds(fal, tmp_path, endpoint, key):
+    """Tiny mode serves the editor's input as it is (default steps and all): the window is Open 1.0's."""
+    audio = fal.subscribe(endpoint, arguments=EDITOR_MUSIC)[key]
+    codec, rate, channels, samples = decode(download(audio["url"], tmp_path / "music.wav"))
+    assert (codec, rate, channels, samples.shape[1]) == ("pcm_s16le", RATE, 2, 30 * RATE)
+    assert samples.std() > 0
+
+
+def test_minimax_music_ignores_a_reference_and_cuts_to_the_models_window(fal, tmp_path):
+    """minimax-music has no length field at fal: past the window it is cut (logged), not refused."""
     reference = fal.upload_file(make_audio(tmp_path / "reference.wav", seconds=0.5))
     handle = fal.submit("fal-ai/minimax-music", arguments={
-        "prompt": "lofi beats", "image_size": "landscape_16_9", "aspect_ratio": "16:9", "seconds_total": 30,
-        "reference_audio_url": reference, "steps": 2})
+        **EDITOR_MUSIC, "seconds_total": 60, "reference_audio_url": reference, "steps": 2})
     output = handle.get()
     assert set(output) == {"audio"}
     audio = output["audio"]
@@ -76,7 +88,7 @@ def test_minimax_music_with_the_editors_input(fal, tmp_path):
     assert (codec, rate, channels, samples.shape[1]) == ("pcm_s16le", RATE, 2, TINY_WINDOW_SAMPLES)
     logs = [entry["message"] for entry in fal.status("fal-ai/minimax-music", handle.request_id, with_logs=True).logs]
     assert any("reference_audio_url is ignored" in message for message in logs), logs
-    assert any("makes at most 1.49 s" in message for message in logs), logs
+    assert any("60 s asked for; the model 'stable-audio-open' makes at most 47.55 s" in m for m in logs), logs
 
 
 def test_same_seed_same_audio_and_mp3_on_request(fal, tmp_path):
@@ -93,18 +105,21 @@ def test_same_seed_same_audio_and_mp3_on_request(fal, tmp_path):
     assert (codec, rate, channels) == ("mp3float", RATE, 2)
 
 
-@pytest.mark.parametrize(("arguments", "loc"), [
-    ({"prompt": "x", "seconds_total": 2, "steps": 1}, ["body", "seconds_total"]),  # past the 1.49 s window
-    ({"prompt": "x", "seconds_total": 1, "seconds_start": 1, "steps": 1}, ["body", "seconds_start"]),
+PAST_WINDOW = "must be at most 47.55 seconds: the longest audio the model 'stable-audio-open' makes"
+
+
+@pytest.mark.parametrize(("arguments", "loc", "kind", "msg"), [
+    ({"prompt": "x", "seconds_total": 47.6, "steps": 1}, ["body", "seconds_total"], "less_than_equal", PAST_WINDOW),
+    ({"prompt": "x", "seconds_total": 600}, ["body", "seconds_total"], "less_than_equal", PAST_WINDOW),
+    ({"prompt": "x", "seconds_total": 1, "seconds_start": 1, "steps": 1}, ["body", "seconds_start"], "less_than",
+     "must be less than the end of the audio (1 s)"),
 ])
-def test_lengths_the_model_cannot_make_are_a_422(fal, arguments, loc):
+def test_lengths_the_model_cannot_make_are_a_422_at_submit(fal, arguments, loc, kind, msg):
+    """Refused by submit itself (the window is read from the installed model's config), not in the result."""
     with pytest.raises(fal_client.client.FalClientHTTPError) as caught:
-        fal.run("fal-ai/stable-audio", arguments=arguments)
+        fal.submit("fal-ai/stable-audio", arguments=arguments)
     assert caught.value.status_code == 422
-    detail = caught.value.response.json()["detail"][0]
-    assert detail["loc"] == loc
-    if loc[-1] == "seconds_total":
-        assert "at most 1.49 seconds" in detail["msg"]
+    assert caught.value.response.json()["detail"] == [{"loc": loc, "msg": msg, "type": kind}]
 
 
 @pytest.mark.parametrize(("endpoint", "arguments", "loc"), [
@@ -164,15 +179,18 @@ def test_mmaudio_puts_music_as_long_as_the_clip_under_it(fal, tmp_path, endpoint
 
 
 def test_mmaudio_on_a_clip_longer_than_the_model_makes_ends_in_silence(fal, tmp_path):
-    clip = fal.upload_file(make_video(tmp_path / "long.mp4", 160, 90, fps=24, seconds=2.5))  # with a tone: dropped
+    # 50 s at 4 fps (small and quick to make): longer than the 47.55 s window. Its tone is dropped.
+    clip = fal.upload_file(make_video(tmp_path / "long.mp4", 160, 90, fps=4, seconds=50))
     handle = fal.submit("fal-ai/mmaudio-v2", arguments={"prompt": "rain", "video_url": clip, "num_steps": 2})
     video = handle.get()["video"]
-    assert video["duration"] == pytest.approx(2.5)
+    assert video["duration"] == pytest.approx(50)
     sound = _streams(video["url"], tmp_path)["sound"]
-    assert sound.shape[1] == pytest.approx(2.5 * 44100, abs=2048)
-    assert np.abs(sound[:, 44100:65000]).max() > 0.001 and np.abs(sound[:, 70000:105000]).max() < 0.001
+    assert sound.shape[1] == pytest.approx(50 * 44100, abs=2048)
+    window = TINY_WINDOW_SAMPLES
+    assert np.abs(sound[:, window - 40000:window - 4000]).max() > 0.001, "no music up to the window's end"
+    assert np.abs(sound[:, window + 4000:window + 100000]).max() < 0.001, "not silent after the window"
     logs = [e["message"] for e in fal.status("fal-ai/mmaudio-v2", handle.request_id, with_logs=True).logs]
-    assert any("makes at most 1.49 s" in m for m in logs), logs
+    assert any("makes at most 47.55 s" in m for m in logs), logs
 
 
 def test_mmaudio_needs_a_video(fal, tmp_path):

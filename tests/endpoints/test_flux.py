@@ -154,17 +154,24 @@ def test_out_of_range_input_is_a_422_naming_the_field(fal, endpoint, arguments, 
     assert caught.value.response.json()["detail"][0]["loc"] == loc
 
 
-@pytest.mark.parametrize(("arguments", "loc"), [
-    ({"prompt": "x", "image_size": "huge"}, ["body", "image_size"]),
-    ({"prompt": "x", "image_size": {"width": 5000, "height": 512}}, ["body", "image_size", "width"]),
-    ({"prompt": "x", "aspect_ratio": "5:1"}, ["body", "aspect_ratio"]),
+@pytest.mark.parametrize(("endpoint", "arguments", "loc", "kind", "msg"), [
+    ("fal-ai/flux/dev", {"prompt": "x", "image_size": "huge"}, ["body", "image_size"], "enum",
+     "Unknown image_size preset 'huge'"),
+    ("fal-ai/flux/dev", {"prompt": "x", "image_size": {"width": 5000, "height": 512}}, ["body", "image_size", "width"],
+     "value_error", "must be between 64 and 2048 pixels (rounded to a multiple of 16), got 5000"),
+    ("fal-ai/flux/schnell", {"prompt": "x", "aspect_ratio": "5:1"}, ["body", "aspect_ratio"], "enum",
+     "aspect_ratio must be one of"),
+    ("fal-ai/flux/dev/image-to-image", {"prompt": "x", "image_url": "a", "strength": 0.05, "num_inference_steps": 10},
+     ["body", "strength"], "value_error", "strength × num_inference_steps must be at least 1 step"),
 ])
-def test_bad_sizes_fail_the_job_with_a_422(fal, arguments, loc):
-    """Checked when the job runs (the preset list is the endpoint's), still a 422 naming the field."""
+def test_bad_sizes_and_strengths_are_a_422_at_submit(fal, endpoint, arguments, loc, kind, msg):
+    """The endpoint's own checks (presets, side range, steps left) run at submit: no job is queued."""
     with pytest.raises(fal_client.client.FalClientHTTPError) as caught:
-        fal.run("fal-ai/flux/dev", arguments=arguments)
+        fal.submit(endpoint, arguments=arguments)
     assert caught.value.status_code == 422
-    assert caught.value.response.json()["detail"][0]["loc"] == loc
+    detail = caught.value.response.json()["detail"]
+    assert len(detail) == 1 and (detail[0]["loc"], detail[0]["type"]) == (loc, kind), detail
+    assert msg in detail[0]["msg"], detail
 
 
 def test_image_to_image_with_an_unreadable_image(fal, tmp_path):

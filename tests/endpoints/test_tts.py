@@ -98,21 +98,29 @@ def test_prompt_alone_is_the_text(fal, tmp_path, endpoint):
     assert audio["duration"] > 0
 
 
-@pytest.mark.parametrize(("endpoint", "arguments", "loc"), [
-    ("fal-ai/playht/tts/v3", {"input": "   ", "voice": ""}, ["body", "input"]),
-    ("fal-ai/playai/tts/dialog", {"input": ""}, ["body", "input"]),
-    ("fal-ai/f5-tts", {"gen_text": "", "prompt": ""}, ["body", "gen_text"]),
-    ("fal-ai/kokoro/american-english", {"prompt": ""}, ["body", "prompt"]),
-    ("fal-ai/minimax/speech-02-hd", {"text": "\n"}, ["body", "text"]),
-    ("fal-ai/minimax/speech-02-hd", {"text": "x", "voice_setting": {"speed": 3}}, ["body", "voice_setting", "speed"]),
-    ("fal-ai/kokoro/american-english", {"prompt": "x", "speed": 0}, ["body", "speed"]),
+EMPTY = "There is no text to speak: the field is empty"
+
+
+@pytest.mark.parametrize(("endpoint", "arguments", "loc", "msg"), [
+    ("fal-ai/playht/tts/v3", {"input": "   ", "voice": ""}, ["body", "input"], EMPTY),
+    ("fal-ai/playht/tts/v3", {"input": ""}, ["body", "input"], EMPTY),
+    ("fal-ai/playai/tts/dialog", {"input": ""}, ["body", "input"], EMPTY),
+    ("fal-ai/playai/tts/dialog", {"input": "Speaker 1: Speaker 2: "}, ["body", "input"],
+     "There is no text to speak: the turns hold only speaker prefixes"),
+    ("fal-ai/f5-tts", {"gen_text": "", "prompt": ""}, ["body", "gen_text"], EMPTY),
+    ("fal-ai/kokoro/american-english", {"prompt": ""}, ["body", "prompt"], EMPTY),
+    ("fal-ai/minimax/speech-02-hd", {"text": "\n"}, ["body", "text"], EMPTY),
+    ("fal-ai/minimax/speech-02-hd", {"text": "x", "voice_setting": {"speed": 3}}, ["body", "voice_setting", "speed"],
+     "Expected `float` <= 2.0"),
+    ("fal-ai/kokoro/american-english", {"prompt": "x", "speed": 0}, ["body", "speed"], "Expected `float` >= 0.25"),
 ])
 @needs_nemo
-def test_empty_text_or_bad_settings_are_a_422(fal, endpoint, arguments, loc):
+def test_empty_text_or_bad_settings_are_a_422_at_submit(fal, endpoint, arguments, loc, msg):
+    """Refused by submit itself, as fal's schema validation does: no job is queued to fail later."""
     with pytest.raises(fal_client.client.FalClientHTTPError) as caught:
-        fal.run(endpoint, arguments=arguments)
+        fal.submit(endpoint, arguments=arguments)
     assert caught.value.status_code == 422
-    assert caught.value.response.json()["detail"][0]["loc"] == loc
+    assert caught.value.response.json()["detail"] == [{"loc": loc, "msg": msg, "type": "value_error"}]
 
 
 def turns_of(samples: np.ndarray, rate: int = RATE) -> list[np.ndarray]:

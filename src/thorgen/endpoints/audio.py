@@ -19,6 +19,7 @@ put under the video as its only sound. It does not look at the pictures; the job
 
 from __future__ import annotations
 
+import math
 from typing import Annotated, Any, Literal
 
 import numpy as np
@@ -28,6 +29,7 @@ from thorgen.endpoints.base import AudioFile, Endpoint, File, store_audio
 from thorgen.endpoints.diffusion import pick_seed, seeded_generator
 from thorgen.errors import InputError
 from thorgen.jobs.context import JobContext
+from thorgen.models.info import ModelInfo
 
 DEFAULT_SECONDS = 30.0  # fal's stable-audio default, and what the editor sends
 Seed = Annotated[int, Meta(ge=0, le=2**63 - 1)]
@@ -70,6 +72,33 @@ def longest_seconds(pipe: Any) -> float:
     return float(pipe.transformer.config.sample_size * pipe.vae.hop_length / pipe.vae.config.sampling_rate)
 
 
+def window_from_config(model: ModelInfo | None) -> float | None:
+    """The same window from the installed model's config files, before it is loaded (None if unknown).
+
+    The VAE's hop is the product of its downsampling ratios (as AutoencoderOobleck computes it).
+    """
+    if model is None:
+        return None
+    transformer, vae = model.component_config("transformer"), model.component_config("vae")
+    if transformer is None or vae is None:
+        return None
+    try:
+        return float(transformer["sample_size"] * math.prod(vae["downsampling_ratios"]) / vae["sampling_rate"])
+    except (KeyError, TypeError, ZeroDivisionError):
+        return None
+
+
+def check_length(seconds_start: float, seconds_total: float, longest: float | None, model_name: str,
+                 field: str = "seconds_total") -> None:
+    """A 422 for a length the model cannot make: past its window, or ending before it starts."""
+    if longest is not None and seconds_total > longest:
+        raise InputError(field, f"must be at most {longest:.2f} seconds: the longest audio the model "
+                         f"'{model_name}' makes", "less_than_equal")
+    if seconds_start >= seconds_total:
+        raise InputError("seconds_start", f"must be less than the end of the audio ({seconds_total:g} s)",
+                         "less_than")
+
+
 def make_music(ctx: JobContext, prompt: str, seconds: float, steps: int, seed: int | None,
                negative_prompt: str = "", *, guidance_scale: float = 7.0, seconds_start: float = 0.0,
                too_long: Literal["reject", "cap"] = "reject", field: str = "seconds_total",
@@ -84,16 +113,11 @@ def make_music(ctx: JobContext, prompt: str, seconds: float, steps: int, seed: i
     with ctx.lease(model) as lease:
         pipe = lease.pipeline
         longest = longest_seconds(pipe)
-        if seconds > longest:
-            if too_long == "reject":
-                raise InputError(field, f"must be at most {longest:.2f} seconds: the longest audio the model "
-                                 f"'{lease.name}' makes", "less_than_equal")
+        if seconds > longest and too_long == "cap":
             ctx.log(f"{seconds:g} s asked for; the model '{lease.name}' makes at most {longest:.2f} s, "
                     f"so the audio is {longest:.2f} s long", "WARNING")
             seconds = longest
-        if seconds_start >= seconds:
-            raise InputError("seconds_start", f"must be less than the end of the audio ({seconds:g} s)",
-                             "less_than")
+        check_length(seconds_start, seconds, longest, lease.name, field)  # also checked at submit
         ctx.log(f"{seconds - seconds_start:g} s of audio, {steps} steps, seed {seed}")
         audios = pipe(
             prompt=prompt, negative_prompt=negative_prompt or None, audio_start_in_s=seconds_start,
@@ -113,6 +137,12 @@ def _step_reporter(ctx: JobContext, total: int) -> Any:
 
 
 # -- the endpoints ---------------------------------------------------------------------------------
+
+def validate_stable_audio(args: StableAudioInput, model: ModelInfo | None) -> None:
+    """At submit: the window comes from the installed model's config (unknown until it is on disk)."""
+    check_length(args.seconds_start, args.seconds_total, window_from_config(model),
+                 model.name if model else "stable-audio-open")
+
 
 def stable_audio(ctx: JobContext, args: StableAudioInput) -> StableAudioOutput:
     samples, rate = make_music(ctx, args.prompt, args.seconds_total, args.steps, args.seed, args.negative_prompt,
@@ -180,7 +210,7 @@ def video_sound(ctx: JobContext, args: VideoSoundInput) -> VideoSoundOutput:
 
 ENDPOINTS = [
     Endpoint("fal-ai/stable-audio", StableAudioInput, StableAudioOutput, stable_audio, "gpu",
-             "Stable Audio Open text-to-music", model="stable-audio-open"),
+             "Stable Audio Open text-to-music", model="stable-audio-open", validate=validate_stable_audio),
     Endpoint("fal-ai/minimax-music", MinimaxMusicInput, MinimaxMusicOutput, minimax_music, "gpu",
              "Music (the editor's default music model), made by Stable Audio Open", model="stable-audio-open"),
     Endpoint("fal-ai/mmaudio-v2", VideoSoundInput, VideoSoundOutput, video_sound, "gpu",

@@ -13,6 +13,7 @@ from thorgen.errors import InputError
 
 if TYPE_CHECKING:
     from thorgen.jobs.context import JobContext
+    from thorgen.models.info import ModelInfo
 
 
 class File(msgspec.Struct):
@@ -52,6 +53,17 @@ class Endpoint:
     lane: Literal["gpu", "utility"]
     summary: str
     model: str | None = None  # a [models.NAME] entry this endpoint needs on disk
+    # Checks of the decoded input that need no loaded model, run at submit so bad input is a 422 at
+    # once (as fal's schema validation is). Given the model's on-disk info (None for endpoints without
+    # a model); raises InputError. Checks that need the loaded model stay in ``run``.
+    validate: Callable[[Any, ModelInfo | None], None] | None = None
+
+    def check_input(self, raw: Any, model: ModelInfo | None = None) -> msgspec.Struct:
+        """What submit runs: the input decoded into its Struct, then the endpoint's own checks."""
+        args = self.decode_input(raw)
+        if self.validate is not None:
+            self.validate(args, model)
+        return args
 
     def decode_input(self, raw: Any) -> msgspec.Struct:
         """Validate a JSON body into the input Struct, or raise a fal-style 422."""

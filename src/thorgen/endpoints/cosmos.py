@@ -94,7 +94,8 @@ class VideoOutput(Struct):
 
 # -- running ------------------------------------------------------------------------------------
 
-def generate(ctx: JobContext, args: TextToVideoInput | ImageToVideoInput | VideoToVideoInput) -> VideoOutput:
+def conditioning(args: TextToVideoInput | ImageToVideoInput | VideoToVideoInput) -> tuple[str | None, str | None]:
+    """(image_url, video_url) that condition the clip; both at once is a 422."""
     image_url = getattr(args, "image_url", None)
     images = getattr(args, "images", None)
     if image_url is None and images:
@@ -102,6 +103,16 @@ def generate(ctx: JobContext, args: TextToVideoInput | ImageToVideoInput | Video
     video_url = getattr(args, "video_url", None)
     if image_url and video_url:
         raise InputError("video_url", "Give image_url (first frame) or video_url (clip to continue), not both")
+    return image_url, video_url
+
+
+def validate_conditioning(args: TextToVideoInput, model: Any) -> None:
+    """At submit: the same check as the job makes, so two conditionings are refused at once."""
+    conditioning(args)
+
+
+def generate(ctx: JobContext, args: TextToVideoInput | ImageToVideoInput | VideoToVideoInput) -> VideoOutput:
+    image_url, video_url = conditioning(args)
 
     first = _read_image(ctx, image_url) if image_url else None
     clip = _read_clip(ctx, video_url) if video_url else None
@@ -114,7 +125,7 @@ def generate(ctx: JobContext, args: TextToVideoInput | ImageToVideoInput | Video
 
     if pipeline_class == "Cosmos2VideoToWorldPipeline" and first is None and clip is None:
         first = _first_frame(ctx, args, width, height, seed)  # Predict2 Video2World needs one
-    from thorgen.media.video import cover
+    from thorgen.media.pixels import cover
 
     with ctx.lease() as model:
         pipe = model.pipeline
@@ -131,9 +142,9 @@ def generate(ctx: JobContext, args: TextToVideoInput | ImageToVideoInput | Video
             "callback_on_step_end": step_reporter(ctx, args.num_inference_steps),
         }
         if first is not None:
-            call["image"] = cover(first, width, height)
+            call["image"] = cover(first, width, height, ctx.config.limits.max_image_pixels)
         if clip is not None:
-            call["video"] = [cover(frame, width, height) for frame in clip]
+            call["video"] = [cover(frame, width, height, ctx.config.limits.max_image_pixels) for frame in clip]
         started = time.perf_counter()
         result = pipe(**call).frames[0]
         ctx.log(f"generated in {time.perf_counter() - started:.1f} s")
@@ -200,22 +211,25 @@ def _check_frames(pipe: Any, frames: list[Any]) -> list[Any]:
 
 
 def _read_image(ctx: JobContext, url: str) -> Any:
-    from PIL import Image
+    from thorgen.media.pixels import open_image
+    from thorgen.media.probe import MediaError
 
     path = ctx.resolve(url, "image_url")
     try:
-        with Image.open(path) as opened:
-            return opened.convert("RGB")
-    except (OSError, ValueError, Image.DecompressionBombError):
-        raise InputError("image_url", "The file at image_url is not an image thorgen can read") from None
+        return open_image(path, ctx.config.limits.max_image_pixels)
+    except MediaError as exc:
+        raise InputError("image_url", f"The file at image_url is not usable: {exc}", exc.kind) from None
 
 
 def _read_clip(ctx: JobContext, url: str) -> list[Any]:
+    from thorgen.media.probe import MediaError
     from thorgen.media.video import last_frames
 
     path = ctx.resolve(url, "video_url")
     try:
-        frames = last_frames(path, CONDITIONING_FRAMES)
+        frames = last_frames(path, CONDITIONING_FRAMES, ctx.config.limits.max_image_pixels)
+    except MediaError as exc:
+        raise InputError("video_url", f"The file at video_url is not usable: {exc}", exc.kind) from None
     except Exception:  # PyAV raises many kinds for files that are not video
         raise InputError("video_url", "The file at video_url is not a video thorgen can read") from None
     if len(frames) < CONDITIONING_FRAMES:
@@ -277,7 +291,7 @@ T2V = "fal-ai/cosmos-predict-2.5/text-to-video"
 ENDPOINTS = [
     Endpoint(T2V, TextToVideoInput, VideoOutput, generate, "gpu",
              "Cosmos Predict2.5 text-to-video (an optional image_url or video_url conditions it)",
-             model="cosmos-predict25"),
+             model="cosmos-predict25", validate=validate_conditioning),
     Endpoint("fal-ai/cosmos-predict-2.5/image-to-video", ImageToVideoInput, VideoOutput, generate, "gpu",
              "Cosmos Predict2.5 image-to-video (image_url is the first frame)",
              model="cosmos-predict25"),

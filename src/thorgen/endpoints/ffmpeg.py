@@ -16,6 +16,7 @@ from thorgen.errors import InputError
 from thorgen.jobs.context import JobContext
 from thorgen.media.compose import Clip, compose
 from thorgen.media.frames import read_frame
+from thorgen.media.pixels import check_still_header
 from thorgen.media.probe import MediaError, probe
 from thorgen.media.store import content_type_of
 from thorgen.media.waveform import waveform
@@ -91,10 +92,12 @@ class MetadataOutput(Struct):
 
 def run_metadata(ctx: JobContext, inp: MetadataInput) -> MetadataOutput:
     path = ctx.resolve(inp.media_url, "media_url")
+    max_pixels = ctx.config.limits.max_image_pixels
     try:
+        check_still_header(path, max_pixels)  # FFmpeg's probe decodes a still image whole
         info = probe(path)
     except MediaError as exc:
-        raise InputError("media_url", str(exc), "media_unreadable") from None
+        raise InputError("media_url", str(exc), exc.kind) from None
     info.update(url=inp.media_url, file_name=path.name, file_size=path.stat().st_size,
                 content_type=content_type_of(path.name))
     if inp.extract_frames and info["media_type"] == "video":
@@ -103,7 +106,11 @@ def run_metadata(ctx: JobContext, inp: MetadataInput) -> MetadataOutput:
             ("first", "start_frame_url"), ("last", "end_frame_url"))
         for which, field in frames:
             key, out = ctx.new_output("png")
-            read_frame(path, which).save(out, format="PNG")
+            try:
+                frame = read_frame(path, which, max_pixels)
+            except MediaError as exc:
+                raise InputError("media_url", str(exc), exc.kind) from None
+            frame.save(out, format="PNG")
             info[field] = ctx.url(key)
     media_type = {"video": VideoMedia, "audio": AudioMedia, "image": ImageMedia}[info.pop("media_type")]
     return MetadataOutput(media=msgspec.convert(info, media_type))
@@ -125,9 +132,13 @@ class WaveformOutput(Struct):
     precision: int
 
 
-def run_waveform(ctx: JobContext, inp: WaveformInput) -> WaveformOutput:
+def validate_waveform(inp: WaveformInput, model: object = None) -> None:
     if inp.smoothing_window % 2 == 0:
         raise InputError("smoothing_window", "Must be an odd number", "value_error")
+
+
+def run_waveform(ctx: JobContext, inp: WaveformInput) -> WaveformOutput:
+    validate_waveform(inp)
     path = ctx.resolve(inp.media_url, "media_url")
     try:
         values, duration = waveform(path, inp.points_per_second, inp.precision, inp.smoothing_window)
@@ -150,9 +161,9 @@ class ExtractFrameOutput(Struct):
 def run_extract_frame(ctx: JobContext, inp: ExtractFrameInput) -> ExtractFrameOutput:
     path = ctx.resolve(inp.video_url, "video_url")
     try:
-        frame = read_frame(path, inp.frame_type)
+        frame = read_frame(path, inp.frame_type, ctx.config.limits.max_image_pixels)
     except MediaError as exc:
-        raise InputError("video_url", str(exc), "media_unreadable") from None
+        raise InputError("video_url", str(exc), exc.kind) from None
     key, out = ctx.new_output("png")
     frame.save(out, format="PNG")
     image = Image(**ctx.file(key), width=frame.width, height=frame.height)
@@ -182,21 +193,29 @@ class ComposeOutput(Struct):
     thumbnail_url: str
 
 
-def run_compose(ctx: JobContext, inp: ComposeInput) -> ComposeOutput:
-    clips = []
+def validate_compose(inp: ComposeInput, model: object = None) -> None:
+    """The timeline's shape: within an hour, and at least one keyframe with media."""
     for t, track in enumerate(inp.tracks):
         for k, keyframe in enumerate(track.keyframes):
             if keyframe.timestamp + keyframe.duration > MAX_TIMELINE_MS:
                 raise InputError(["tracks", t, "keyframes", k, "duration"],
                                  f"The timeline may not run past {MAX_TIMELINE_MS // 1000} s")
+    if not any(keyframe.url for track in inp.tracks for keyframe in track.keyframes):
+        raise InputError("tracks", "No keyframe has a url: there is nothing to compose")
+
+
+def run_compose(ctx: JobContext, inp: ComposeInput) -> ComposeOutput:
+    validate_compose(inp)
+    clips = []
+    for t, track in enumerate(inp.tracks):
+        for k, keyframe in enumerate(track.keyframes):
             if not keyframe.url:
                 continue
-            path = ctx.resolve(keyframe.url, ["tracks", t, "keyframes", k, "url"])
+            loc: list[str | int] = ["tracks", t, "keyframes", k, "url"]
+            path = ctx.resolve(keyframe.url, loc)
             kind = "audio" if track.type == "audio" else "video"
             clips.append(Clip(path=path, start_ms=keyframe.timestamp, duration_ms=keyframe.duration,
-                              track_type=kind))
-    if not clips:
-        raise InputError("tracks", "No keyframe has a url: there is nothing to compose")
+                              track_type=kind, loc=loc))
     ctx.log(f"composing {len(clips)} clips from {len(inp.tracks)} tracks")
     video_key, video_path = ctx.new_output("mp4")
     thumb_key, thumb_path = ctx.new_output("jpg")
@@ -210,9 +229,9 @@ def run_compose(ctx: JobContext, inp: ComposeInput) -> ComposeOutput:
 
     try:
         result = compose(clips, video_path, thumb_path, on_progress=progress,
-                         check_cancel=ctx.check_cancelled)
+                         check_cancel=ctx.check_cancelled, max_pixels=ctx.config.limits.max_image_pixels)
     except MediaError as exc:
-        raise InputError("tracks", str(exc), "media_unreadable") from None
+        raise InputError(exc.field or "tracks", str(exc), exc.kind) from None
     ctx.log(f"wrote {result.width}x{result.height} at {result.fps} fps, {result.duration:.2f} s")
     return ComposeOutput(video_url=ctx.url(video_key), thumbnail_url=ctx.url(thumb_key))
 
@@ -221,9 +240,10 @@ ENDPOINTS = [
     Endpoint("fal-ai/ffmpeg-api/metadata", MetadataInput, MetadataOutput, run_metadata, "utility",
              "Probe a video, audio or image file; optionally extract its first and last frames"),
     Endpoint("fal-ai/ffmpeg-api/waveform", WaveformInput, WaveformOutput, run_waveform, "utility",
-             "Peak waveform of an audio (or video) file, points_per_second values in [0, 1]"),
+             "Peak waveform of an audio (or video) file, points_per_second values in [0, 1]",
+             validate=validate_waveform),
     Endpoint("fal-ai/ffmpeg-api/extract-frame", ExtractFrameInput, ExtractFrameOutput,
              run_extract_frame, "utility", "The first, middle or last frame of a video as PNG"),
     Endpoint("fal-ai/ffmpeg-api/compose", ComposeInput, ComposeOutput, run_compose, "utility",
-             "Render a timeline of video, image and audio tracks to an H.264/AAC MP4"),
+             "Render a timeline of video, image and audio tracks to an H.264/AAC MP4", validate=validate_compose),
 ]

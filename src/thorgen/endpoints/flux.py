@@ -145,19 +145,29 @@ def text_to_image(ctx: JobContext, args: FluxInput) -> FluxOutput:
     return _output(ctx, images, args, seed, inference)
 
 
-def image_to_image(ctx: JobContext, args: ImageToImageInput) -> FluxOutput:
+def validate_text_to_image(args: FluxInput, model: Any) -> None:
+    """At submit: the size asked for is one Flux can make."""
+    output_size(args.image_size, args.aspect_ratio)
+
+
+def validate_image_to_image(args: ImageToImageInput, model: Any) -> None:
+    """At submit (and again in the job): the strength leaves at least one step to run."""
     if int(args.num_inference_steps * args.strength) < 1:
         raise InputError("strength", "strength × num_inference_steps must be at least 1 step")
+
+
+def image_to_image(ctx: JobContext, args: ImageToImageInput) -> FluxOutput:
+    validate_image_to_image(args, None)
     from diffusers import FluxImg2ImgPipeline
-    from PIL import Image as PILImage
+
+    from thorgen.media.pixels import open_image
+    from thorgen.media.probe import MediaError
 
     source_path = ctx.resolve(args.image_url, "image_url")
     try:
-        with PILImage.open(source_path) as opened:
-            source = opened.convert("RGB")
-    except (OSError, ValueError, PILImage.DecompressionBombError):
-        raise InputError("image_url", "The file at image_url is not an image thorgen can read (or has "
-                         "far too many pixels)") from None
+        source = open_image(source_path, ctx.config.limits.max_image_pixels)
+    except MediaError as exc:
+        raise InputError("image_url", f"The file at image_url is not usable: {exc}", exc.kind) from None
     width, height = fit_input_image(*source.size)
     source = source.resize((width, height))
     seed = pick_seed(args.seed)
@@ -206,11 +216,11 @@ def _output(ctx: JobContext, images: list[Any], args: _Common, seed: int,
 
 ENDPOINTS = [
     Endpoint("fal-ai/flux/dev", FluxInput, FluxOutput, text_to_image, "gpu",
-             "FLUX.1 [dev] text-to-image", model="flux-dev"),
+             "FLUX.1 [dev] text-to-image", model="flux-dev", validate=validate_text_to_image),
     Endpoint("fal-ai/flux/schnell", SchnellInput, FluxOutput, text_to_image, "gpu",
-             "FLUX.1 [schnell] text-to-image (few steps)", model="flux-schnell"),
+             "FLUX.1 [schnell] text-to-image (few steps)", model="flux-schnell", validate=validate_text_to_image),
     Endpoint("fal-ai/flux/dev/image-to-image", ImageToImageInput, FluxOutput, image_to_image, "gpu",
-             "FLUX.1 [dev] image-to-image", model="flux-dev"),
+             "FLUX.1 [dev] image-to-image", model="flux-dev", validate=validate_image_to_image),
 ]
 
 # The editor's other image models, answered by flux/dev unless config.toml's [aliases] says otherwise.

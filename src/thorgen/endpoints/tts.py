@@ -312,16 +312,43 @@ def minimax(ctx: JobContext, args: MinimaxInput) -> MinimaxOutput:
     return MinimaxOutput(audio=stored, duration_ms=int(round(stored.duration * 1000)))
 
 
-def _endpoint(endpoint_id: str, input_type: type[Struct], output: type[Struct], run: Any, summary: str) -> Endpoint:
-    return Endpoint(endpoint_id, input_type, output, run, "gpu", summary, model=MODEL)
+# -- submit-time checks: an empty text is a 422 at once (the run functions check it again) ------
+
+def validate_playht(args: PlayHTInput, model: Any) -> None:
+    text_of(args.input, args.prompt, "input")
+
+
+def validate_dialog(args: DialogInput, model: Any) -> None:
+    text = text_of(args.input, args.prompt, "input")
+    if not dialog_turns(text, args.voices or DEFAULT_DIALOG_VOICES):
+        raise InputError("input", "There is no text to speak: the turns hold only speaker prefixes", "value_error")
+
+
+def validate_f5(args: F5Input, model: Any) -> None:
+    text_of(args.gen_text, args.prompt, "gen_text")
+
+
+def validate_kokoro(args: KokoroInput, model: Any) -> None:
+    text_of(args.prompt, None, "prompt")
+
+
+def validate_minimax(args: MinimaxInput, model: Any) -> None:
+    text_of(args.text, args.prompt, "text")
+
+
+def _endpoint(endpoint_id: str, input_type: type[Struct], output: type[Struct], run: Any, summary: str,
+              validate: Any) -> Endpoint:
+    return Endpoint(endpoint_id, input_type, output, run, "gpu", summary, model=MODEL, validate=validate)
 
 
 ENDPOINTS = [
-    _endpoint("fal-ai/playht/tts/v3", PlayHTInput, AudioOutput, playht, "Text to speech (PlayHT voices as presets)"),
+    _endpoint("fal-ai/playht/tts/v3", PlayHTInput, AudioOutput, playht, "Text to speech (PlayHT voices as presets)",
+              validate_playht),
     _endpoint("fal-ai/playai/tts/dialog", DialogInput, AudioOutput, dialog,
-              "Two-or-more-speaker dialog (Speaker N: turns)"),
-    _endpoint("fal-ai/f5-tts", F5Input, F5Output, f5, "Text to speech (reference voice not cloned)"),
-    _endpoint("fal-ai/kokoro/american-english", KokoroInput, AudioOutput, kokoro, "Text to speech (Kokoro voices)"),
+              "Two-or-more-speaker dialog (Speaker N: turns)", validate_dialog),
+    _endpoint("fal-ai/f5-tts", F5Input, F5Output, f5, "Text to speech (reference voice not cloned)", validate_f5),
+    _endpoint("fal-ai/kokoro/american-english", KokoroInput, AudioOutput, kokoro, "Text to speech (Kokoro voices)",
+              validate_kokoro),
     _endpoint("fal-ai/minimax/speech-02-hd", MinimaxInput, MinimaxOutput, minimax,
-              "Text to speech (MiniMax voice_setting/audio_setting)"),
+              "Text to speech (MiniMax voice_setting/audio_setting)", validate_minimax),
 ]

@@ -35,6 +35,7 @@ from thorgen.media.outbound import OutboundPolicy
 from thorgen.media.resolve import UrlResolver
 from thorgen.media.store import MediaStore
 from thorgen.metrics import Metrics
+from thorgen.models.info import model_info
 from thorgen.models.memory import is_out_of_memory
 from thorgen.models.runtime import ModelRuntime
 
@@ -135,8 +136,8 @@ class JobService:
         webhook_url: str | None = None,
     ) -> Job:
         endpoint = self.registry.require(endpoint_id)
-        endpoint.decode_input(raw_input)
         model = self.registry.model_for(endpoint)
+        endpoint.check_input(raw_input, model_info(self.config, model))  # a 422 now, not in the result
         if model is not None:
             self.runtime.check(model)  # a model that can never fit is refused now, not after a wait
         job = Job(

@@ -8,7 +8,6 @@ keep their own sound, mixed with the audio tracks by plain summing (no auto-atte
 
 from __future__ import annotations
 
-import math
 from collections.abc import Callable, Generator
 from dataclasses import dataclass, field
 from fractions import Fraction
@@ -16,10 +15,18 @@ from pathlib import Path
 
 import av
 import numpy as np
-from PIL import Image
 
 from thorgen.media.audio import decode_audio
-from thorgen.media.probe import MediaError, open_media, probe
+from thorgen.media.pixels import (
+    DEFAULT_MAX_PIXELS,
+    check_size,
+    check_still_header,
+    cover,
+    cover_crop,
+    open_image,
+    open_video,
+)
+from thorgen.media.probe import MediaError, probe
 
 FPS = 30
 SAMPLE_RATE = 48000
@@ -34,6 +41,7 @@ class Clip:
     start_ms: float
     duration_ms: float
     track_type: str  # "video" (videos and still images) or "audio"
+    loc: str | list[str | int] = "tracks"  # the input it came from, named by a 422 about it
 
 
 @dataclass
@@ -50,6 +58,7 @@ class _Visual:
     clip: Clip
     kind: str  # "video" or "image"
     source_size: tuple[int, int]
+    max_pixels: int = DEFAULT_MAX_PIXELS
     still: av.VideoFrame | None = None  # images: the cover-fitted picture, converted once
     frames: Generator[tuple[float, av.VideoFrame], None, None] | None = field(default=None, repr=False)
     current: av.VideoFrame | None = None
@@ -66,10 +75,11 @@ class _Visual:
 
 def compose(clips: list[Clip], out_path: Path, thumbnail_path: Path,
             on_progress: Callable[[float], None] | None = None,
-            check_cancel: Callable[[], None] | None = None) -> ComposeResult:
+            check_cancel: Callable[[], None] | None = None,
+            max_pixels: int = DEFAULT_MAX_PIXELS) -> ComposeResult:
     if not clips:
         raise MediaError("Nothing to compose")
-    visuals, audible = _classify(clips)
+    visuals, audible = _classify(clips, max_pixels)
     width, height = _canvas(visuals)
     total = max((c.start_ms + c.duration_ms) / 1000 for c in clips)
     frame_count = max(1, round(total * FPS))
@@ -87,14 +97,21 @@ def compose(clips: list[Clip], out_path: Path, thumbnail_path: Path,
     return ComposeResult(width, height, FPS, frame_count / FPS, has_audio=True)
 
 
-def _classify(clips: list[Clip]) -> tuple[list[_Visual], list[Clip]]:
+def _classify(clips: list[Clip], max_pixels: int) -> tuple[list[_Visual], list[Clip]]:
+    """Probe every clip (headers only) and refuse one too large to decode before anything is decoded."""
     visuals, audible = [], []
     for clip in clips:
-        info = probe(clip.path)
-        kind = info["media_type"]
-        if clip.track_type == "video" and kind in ("video", "image"):
-            size = (info["resolution"]["width"], info["resolution"]["height"])
-            visuals.append(_Visual(clip, kind, size))
+        try:
+            check_still_header(clip.path, max_pixels)
+            info = probe(clip.path)
+            kind = info["media_type"]
+            if clip.track_type == "video" and kind in ("video", "image"):
+                size = (info["resolution"]["width"], info["resolution"]["height"])
+                check_size(*size, max_pixels, f"The {kind}")
+                visuals.append(_Visual(clip, kind, size, max_pixels))
+        except MediaError as exc:
+            exc.field = exc.field or clip.loc
+            raise
         if kind == "audio" or (kind == "video" and info.get("audio")):
             audible.append(clip)
     visuals.sort(key=lambda v: v.start)
@@ -110,25 +127,23 @@ def _canvas(visuals: list[_Visual]) -> tuple[int, int]:
     return CANVASES[shape]
 
 
-def _cover_size(source: tuple[int, int], canvas: tuple[int, int]) -> tuple[int, int]:
-    scale = max(canvas[0] / source[0], canvas[1] / source[1])
-    return max(canvas[0], math.ceil(source[0] * scale)), max(canvas[1], math.ceil(source[1] * scale))
-
-
-def _video_frames(path: Path, canvas: tuple[int, int]) -> Generator[tuple[float, av.VideoFrame], None, None]:
+def _video_frames(path: Path, canvas: tuple[int, int],
+                  max_pixels: int) -> Generator[tuple[float, av.VideoFrame], None, None]:
     """(seconds from the clip's start, cover-fitted yuv420p frame) for each decoded frame.
 
-    Scaling, cropping and the pixel-format change run in one libavfilter graph, the same code
-    path the ffmpeg command line uses; frames never pass through numpy.
+    Cropping, scaling and the pixel-format change run in one libavfilter graph, the same code
+    path the ffmpeg command line uses; frames never pass through numpy. The crop comes first (to the
+    canvas's aspect ratio, in source pixels), so no frame is ever scaled past the canvas's size.
     """
-    with open_media(path) as container:
+    with open_video(path, max_pixels, "The video") as container:
         stream = container.streams.video[0]
         stream.thread_type = "AUTO"
+        _, _, crop_w, crop_h = cover_crop((stream.codec_context.width, stream.codec_context.height), canvas)
         graph = av.filter.Graph()
         chain = [
             graph.add_buffer(template=stream),
-            graph.add("scale", f"{canvas[0]}:{canvas[1]}:force_original_aspect_ratio=increase"),
-            graph.add("crop", f"{canvas[0]}:{canvas[1]}"),
+            graph.add("crop", f"{crop_w}:{crop_h}"),
+            graph.add("scale", f"{canvas[0]}:{canvas[1]}"),
             graph.add("format", "yuv420p"),
             graph.add("buffersink"),
         ]
@@ -149,24 +164,19 @@ def _video_frames(path: Path, canvas: tuple[int, int]) -> Generator[tuple[float,
                 yield when - first, frame
 
 
-def _still(path: Path, canvas: tuple[int, int]) -> av.VideoFrame:
-    with Image.open(path) as image:
-        rgb = image.convert("RGB")
-        width, height = _cover_size(rgb.size, canvas)
-        scaled = rgb.resize((width, height), Image.Resampling.LANCZOS)
-        left, top = (width - canvas[0]) // 2, (height - canvas[1]) // 2
-        cropped = scaled.crop((left, top, left + canvas[0], top + canvas[1]))
-    return av.VideoFrame.from_image(cropped).reformat(format="yuv420p")
+def _still(path: Path, canvas: tuple[int, int], max_pixels: int) -> av.VideoFrame:
+    picture = cover(open_image(path, max_pixels), canvas[0], canvas[1], max_pixels)
+    return av.VideoFrame.from_image(picture).reformat(format="yuv420p")
 
 
 def _picture_at(visual: _Visual, local: float, canvas: tuple[int, int]) -> av.VideoFrame:
     """The clip's picture ``local`` seconds in; a video past its end holds its last frame."""
     if visual.kind == "image":
         if visual.still is None:
-            visual.still = _still(visual.clip.path, canvas)
+            visual.still = _still(visual.clip.path, canvas, visual.max_pixels)
         return visual.still
     if visual.frames is None:
-        visual.frames = _video_frames(visual.clip.path, canvas)
+        visual.frames = _video_frames(visual.clip.path, canvas, visual.max_pixels)
         visual.upcoming = next(visual.frames, None)
     while visual.upcoming is not None and visual.upcoming[0] <= local + 1e-6:
         visual.current = visual.upcoming[1]

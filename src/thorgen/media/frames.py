@@ -8,20 +8,25 @@ from typing import Literal
 import av
 from PIL import Image
 
-from thorgen.media.probe import MediaError, open_media
+from thorgen.media.pixels import DEFAULT_MAX_PIXELS, open_video
+from thorgen.media.probe import MediaError
 
 
-def read_frame(path: Path, which: Literal["first", "middle", "last"]) -> Image.Image:
-    with open_media(path) as container:
+def read_frame(path: Path, which: Literal["first", "middle", "last"],
+               max_pixels: int = DEFAULT_MAX_PIXELS) -> Image.Image:
+    with open_video(path, max_pixels) as container:
         if not container.streams.video:
             raise MediaError("The file has no video stream to take a frame from")
         stream = container.streams.video[0]
         duration = container.duration / av.time_base if container.duration else None
-        if which == "first" or not duration:
-            frame = next(container.decode(stream), None)
-        else:
-            target = duration / 2 if which == "middle" else duration
-            frame = _frame_near(container, stream, target, last=which == "last")
+        try:
+            if which == "first" or not duration:
+                frame = next(container.decode(stream), None)
+            else:
+                target = duration / 2 if which == "middle" else duration
+                frame = _frame_near(container, stream, target, last=which == "last")
+        except av.error.FFmpegError as exc:  # damaged data, or a frame past max_pixels
+            raise MediaError(f"No frame could be decoded from the video ({type(exc).__name__})") from None
         if frame is None:
             raise MediaError("No frame could be decoded from the video")
         return frame.to_image().convert("RGB")

@@ -24,7 +24,16 @@ CODEC_NAMES = {"mp3float": "mp3", "aac_fixed": "aac", "opus": "opus", "libdav1d"
 
 
 class MediaError(ValueError):
-    """The file is not media PyAV can decode; the message says so in words."""
+    """The file is not media PyAV can decode; the message says so in words.
+
+    ``kind`` is the 422's ``type``; ``field`` (optional) names the input the file came from.
+    """
+
+    kind = "media_unreadable"
+
+    def __init__(self, message: str, field: str | list[str | int] | None = None):
+        super().__init__(message)
+        self.field = field
 
 
 def aspect_ratio(width: int, height: int) -> str:

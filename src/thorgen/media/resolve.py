@@ -71,7 +71,9 @@ class UrlResolver:
         mime = header.split(";")[0] or "application/octet-stream"
         try:
             if header.endswith(";base64"):
-                data = base64.b64decode(payload, validate=False)
+                # Whitespace (line breaks) is allowed; any other character outside base64 is an error,
+                # not silently dropped (which turned "%%%" into an empty file).
+                data = base64.b64decode("".join(payload.split()), validate=True)
             else:
                 data = urllib.parse.unquote_to_bytes(payload)
         except ValueError:

@@ -14,7 +14,10 @@ from pathlib import Path
 
 import av
 import numpy as np
-from PIL import Image, ImageOps
+from PIL import Image
+
+from thorgen.media.pixels import DEFAULT_MAX_PIXELS, open_video
+from thorgen.media.probe import MediaError
 
 
 @dataclass(frozen=True)
@@ -65,18 +68,16 @@ def _codec_options(spec: VideoFormat, quality: str) -> dict[str, str]:
     return {}
 
 
-def last_frames(path: Path, count: int) -> list[Image.Image]:
+def last_frames(path: Path, count: int, max_pixels: int = DEFAULT_MAX_PIXELS) -> list[Image.Image]:
     """The last ``count`` frames of a video as RGB images (fewer if it is shorter)."""
     kept: deque[av.VideoFrame] = deque(maxlen=count)
-    with av.open(str(path)) as container:
-        for frame in container.decode(video=0):
-            kept.append(frame)
+    with open_video(path, max_pixels, "The video") as container:
+        try:
+            for frame in container.decode(video=0):
+                kept.append(frame)
+        except av.error.FFmpegError as exc:  # damaged data, or a frame past max_pixels
+            raise MediaError(f"The video could not be decoded ({type(exc).__name__})") from None
     return [frame.to_image() for frame in kept]
-
-
-def cover(image: Image.Image, width: int, height: int) -> Image.Image:
-    """Scale to cover width x height, then crop the middle: the aspect ratio is kept, nothing is stretched."""
-    return ImageOps.fit(image.convert("RGB"), (width, height), method=Image.Resampling.LANCZOS)
 
 
 def with_audio(video_path: Path, samples: np.ndarray, sample_rate: int, out_path: Path) -> tuple[int, int, float]:

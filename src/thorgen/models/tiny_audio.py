@@ -1,9 +1,10 @@
 """Tiny random-weight Stable Audio and instruct language model, for tests and tiny mode.
 
-Stable Audio follows model-stack.md §3: the real component classes at toy widths, a 256-sample hop
-and a 256-latent DiT, so the longest clip it can make is 256 × 256 / 44100 ≈ 1.49 s of 44.1 kHz
-stereo. The language model is a Qwen2 causal LM with its own byte-level BPE tokenizer and a ChatML
-chat template (model-stack.md §2), saved as transformers saves a real one.
+Stable Audio follows model-stack.md §3: the real component classes at toy widths, a 2048-sample hop
+and a 1024-latent DiT, so the longest clip it can make is 1024 × 2048 / 44100 ≈ 47.55 s of 44.1 kHz
+stereo, as long as Stable Audio Open 1.0's. The language model is a Qwen2 causal LM with its own
+byte-level BPE tokenizer and a ChatML chat template (model-stack.md §2), saved as transformers saves
+a real one.
 """
 
 from __future__ import annotations
@@ -27,12 +28,17 @@ def build_stable_audio() -> Any:
 
     torch.manual_seed(0)
     tokenizer = t5_tokenizer(max_length=64)  # the pipeline pads to model_max_length (gotcha G4)
+    # The window is sample_size latents × the VAE's hop (the product of its downsampling ratios) ÷
+    # the sample rate: 1024 × (4·8·8·8 = 2048) ÷ 44100 = 47.55 s, Stable Audio Open 1.0's own window
+    # (1024 latents × hop 2048), so tiny mode takes every length the real model takes (the editor
+    # always sends seconds_total 30). The pipeline decodes the whole window (2.1 M samples) every
+    # time: 2 channels in the VAE's last stage keep that about 1 s on one CPU core (8 took 10 s).
     transformer = StableAudioDiTModel(
-        sample_size=256, in_channels=8, out_channels=8, num_layers=2, attention_head_dim=8,
+        sample_size=1024, in_channels=8, out_channels=8, num_layers=2, attention_head_dim=8,
         num_attention_heads=2, num_key_value_attention_heads=1, cross_attention_dim=16, time_proj_dim=16,
         global_states_input_dim=32, cross_attention_input_dim=16)
     vae = AutoencoderOobleck(
-        encoder_hidden_size=8, downsampling_ratios=[4, 8, 8], channel_multiples=[1, 2, 4], decoder_channels=8,
+        encoder_hidden_size=8, downsampling_ratios=[4, 8, 8, 8], channel_multiples=[1, 2, 4, 4], decoder_channels=2,
         decoder_input_channels=8, audio_channels=2, sampling_rate=44100)
     text_encoder = T5EncoderModel(T5Config(
         vocab_size=len(tokenizer), d_model=32, d_kv=8, d_ff=37, num_layers=2, num_heads=4,

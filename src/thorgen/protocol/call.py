@@ -41,12 +41,17 @@ class FalCall:
 
 def from_target_url(target: str, base_url: str) -> FalCall:
     """The proxy protocol: route on the URL the client meant to call."""
-    parts = urllib.parse.urlsplit(target)
-    service = _HOSTS.get((parts.hostname or "").lower())
+    try:
+        parts = urllib.parse.urlsplit(target)
+        hostname = parts.hostname  # parsed lazily: "https://[::1/x" raises only here
+    except ValueError as exc:
+        raise FalError(f"x-fal-target-url is not a URL: {exc}", status=400,
+                       error_type="invalid_target_url") from None
+    service = _HOSTS.get((hostname or "").lower())
     if service is None:
         raise FalError(
             f"x-fal-target-url must point at a fal host ({', '.join(sorted(_HOSTS))}); got "
-            f"{(parts.hostname or target)[:100]!r}",
+            f"{(hostname or target)[:100]!r}",
             status=400,
             error_type="invalid_target_url",
         )

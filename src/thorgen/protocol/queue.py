@@ -25,6 +25,9 @@ from thorgen.protocol.call import FalCall
 from thorgen.protocol.responses import decode_json, error_response, json_response
 
 _REQUEST_PATH = re.compile(r"^(?P<app>.+?)/requests/(?P<id>[^/]+)(?P<tail>/status/stream|/status|/cancel)?$")
+# thorgen issues request ids as str(uuid4()). Anything else cannot name a job, and must never be
+# looked up or echoed into a header (a non-Latin-1, NUL or CR/LF id would break the response).
+_REQUEST_ID = re.compile(r"^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$", re.IGNORECASE)
 _TRUE = {"1", "true", "yes"}
 _SSE_HEADERS = {"cache-control": "no-cache", "x-accel-buffering": "no"}
 
@@ -49,9 +52,10 @@ class QueueApi:
         if tail == "/cancel":
             if method not in ("PUT", "POST"):
                 raise FalError("Use PUT to cancel", status=405, error_type="method_not_allowed")
-            return self.cancel(request_id)
+            return self.cancel(_checked_request_id(request_id))
         if method not in ("GET", "HEAD"):
             raise FalError(f"Use GET on {call.path!r}", status=405, error_type="method_not_allowed")
+        request_id = _checked_request_id(request_id)
         if tail == "/status/stream":
             return self.stream_status(call, request_id)
         if tail == "/status":
@@ -205,6 +209,14 @@ def _urls(call: FalCall, job: Job) -> dict[str, str]:
         "status_url": call.queue_url(f"{base}/status"),
         "cancel_url": call.queue_url(f"{base}/cancel"),
     }
+
+
+def _checked_request_id(request_id: str) -> str:
+    """The id when it has the shape of one thorgen issued; otherwise 404 without repeating it."""
+    if _REQUEST_ID.match(request_id) is None:
+        raise FalError("Request not found: that is not a request id thorgen issued", status=404,
+                       error_type="request_not_found")
+    return request_id
 
 
 def _priority(value: str | None) -> Priority:

@@ -23,10 +23,17 @@ def error_response(error: FalError, request_id: str | None = None) -> Response[b
 
 
 def decode_json(body: bytes) -> Any:
-    """A request body as JSON (empty = {}), or a 422 that says why not."""
+    """A request body as JSON (empty = {}), or a 422 that says why not.
+
+    Every request body thorgen parses as JSON goes through here. msgspec raises more than its
+    DecodeError on hostile input: RecursionError for deep nesting (≥ 1000 levels) and
+    UnicodeDecodeError (a ValueError) for invalid UTF-8 inside a string. All are the client's mistake.
+    """
     if not body.strip():
         return {}
     try:
         return msgspec.json.decode(body)
-    except msgspec.DecodeError as exc:
+    except RecursionError:
+        raise InputError([], "Request body is not valid JSON: nested too deeply", "json_invalid") from None
+    except (msgspec.DecodeError, ValueError) as exc:
         raise InputError([], f"Request body is not valid JSON: {exc}", "json_invalid") from None
