@@ -212,10 +212,11 @@ def _urls(call: FalCall, job: Job) -> dict[str, str]:
 
 
 def _checked_request_id(request_id: str) -> str:
-    """The id when it has the shape of one thorgen issued; otherwise 404 without repeating it."""
+    """The id when it has the shape of one thorgen issued; otherwise 404. The id is named only inside
+    the JSON body (escaped, cut to 64 characters), never in a header."""
     if _REQUEST_ID.match(request_id) is None:
-        raise FalError("Request not found: that is not a request id thorgen issued", status=404,
-                       error_type="request_not_found")
+        raise FalError(f"Request {request_id[:64]!r} not found: that is not a request id thorgen issued",
+                       status=404, error_type="request_not_found")
     return request_id
 
 
