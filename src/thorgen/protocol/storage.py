@@ -176,7 +176,7 @@ class StorageApi:
                     out.write(chunk)
         except BaseException as exc:
             path.unlink(missing_ok=True)
-            full = disk_full(exc)
+            full = disk_full(exc, self.media.root.parent)  # files/ sits in the data folder
             if full is not None:
                 raise full from None
             raise
