@@ -22,7 +22,7 @@ from typing import Any
 
 from litestar import Request, Response
 
-from thorgen.errors import FalError, InputError, disk_full
+from thorgen.errors import FalError, InputError
 from thorgen.media.store import MediaStore, extension_for
 from thorgen.protocol.auth import Auth
 from thorgen.protocol.call import FalCall
@@ -174,12 +174,9 @@ class StorageApi:
                         raise _too_large(limit)
                     digest.update(chunk)
                     out.write(chunk)
-        except BaseException as exc:
+        except BaseException:
             path.unlink(missing_ok=True)
-            full = disk_full(exc, self.media.root.parent)  # files/ sits in the data folder
-            if full is not None:
-                raise full from None
-            raise
+            raise  # a full disk becomes a 507 naming the data folder in the app's one error handler
         return digest.hexdigest()
 
 
