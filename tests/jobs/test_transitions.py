@@ -18,7 +18,7 @@ from thorgen.config import Config, StorageConfig
 from thorgen.endpoints.base import Endpoint
 from thorgen.endpoints.registry import Registry
 from thorgen.jobs import store as store_module
-from thorgen.jobs.record import JobState
+from thorgen.jobs.record import Job, JobState, LogEntry
 from thorgen.jobs.service import JobService
 from thorgen.jobs.store import JobStore
 
@@ -144,14 +144,27 @@ def test_status_and_result_reads_never_decode_the_input(tmp_path, monkeypatch):
         service.stop()
 
 
-def test_the_jobs_database_syncs_every_commit(tmp_path):
-    # synchronous=FULL (2): in WAL mode NORMAL (1) may lose the last commits on a power cut.
+def test_state_changes_commit_with_a_full_sync(tmp_path):
+    # In WAL mode synchronous=NORMAL may lose the last commits on a power cut; a job's state changes
+    # must not be among them. Every statement the connection runs is traced.
     store = JobStore(tmp_path / "jobs.sqlite3")
+    statements: list[str] = []
+    store._db.set_trace_callback(statements.append)
     try:
-        assert store._db.execute("PRAGMA synchronous").fetchone()[0] == 2
-        assert store._db.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
+        job = store.add(Job(id="j1", endpoint_id="test/succeed", input={"mode": "ok"}, lane="gpu"))
+        store.add_log(job.id, LogEntry("step 1/1", "INFO", 0.0))
+        store.mark_started(job.id)
+        store.request_cancel(job.id)
+        store.finish(job.id, output={"ok": True})
     finally:
         store.close()
+    writes = [s.split()[0] for s in statements if not s.startswith("PRAGMA")]
+    assert writes == ["INSERT", "INSERT", "UPDATE", "UPDATE", "UPDATE"]
+    for index, statement in enumerate(statements):
+        if statement.startswith(("UPDATE", "INSERT INTO jobs")):
+            assert statements[index - 1] == "PRAGMA synchronous=FULL", statement
+        if statement.startswith("INSERT INTO logs"):  # progress lines: no sync of their own
+            assert statements[index - 1] != "PRAGMA synchronous=FULL"
 
 
 @pytest.fixture(autouse=True)

@@ -111,7 +111,7 @@ class JobService:
         self._stopping.clear()
         self._finisher = threading.Thread(target=self._finish_pending, name="job-finisher", daemon=True)
         self._finisher.start()
-        # Before any lane runs a job: a model job's lease waits for this warm-up (see ModelRuntime).
+        # Before any lane runs a job: model jobs wait for this warm-up (_wait_for_models).
         self.runtime.start()
         self.recover()
         for lane in self.lanes.values():
@@ -278,7 +278,7 @@ class JobService:
             return
         if not started:
             return  # cancelled or finished while it waited
-        job = self.store.get(job_id, with_input=True)
+        job = self._retrying("input", job_id, lambda: self.store.get(job_id, with_input=True))
         assert job is not None
         self.feed.publish(job_id)
         endpoint = self.registry.find(job.endpoint_id)
@@ -388,6 +388,11 @@ class JobService:
             log.error("job %s (%s): its %s could not be recorded (%s); the finisher keeps trying",
                       job.id, job.endpoint_id, outcome, exc)
             self._pending.put(pending)
+        except Exception:  # e.g. an output that will not encode: end the job all the same
+            log.exception("job %s (%s): recording its %s failed; it ends with an internal error",
+                          job.id, job.endpoint_id, outcome)
+            self._pending.put(_PendingFinish(job, "error", None, "The job's result could not be recorded",
+                                             "internal_error", 500))
 
     def _write_finish(self, pending: _PendingFinish) -> None:
         """Commit the COMPLETED row, then tell everyone: the log, metrics, waiters, the webhook."""
