@@ -5,10 +5,12 @@ and wait for the warm-up instead of getting 424 "not installed" or a half-import
 from __future__ import annotations
 
 import httpx
+import pytest
 from server_process import ServerProcess
 from wire_helpers import wait_state
 
 
+@pytest.mark.timeout(900)  # writes every tiny model first: minutes on a busy 2-core box
 def test_a_flux_job_sent_before_ready_waits_for_the_tiny_models_and_runs(tmp_path):
     # An empty models folder: this server writes every tiny model at start (about a minute here).
     server = ServerProcess(tmp_path / "data", args=["--tiny", "--models-dir", str(tmp_path / "models")]).start()

@@ -6,6 +6,7 @@ import socket
 import time
 
 import httpx
+import pytest
 from mediagen import make_audio, make_image
 from server_process import ServerProcess
 from wire_helpers import long_compose, upload, wait_state
@@ -69,6 +70,7 @@ def test_second_process_on_the_same_data_folder_is_refused(tmp_path):
 FAST_FLUX = {"image_size": {"width": 64, "height": 64}, "num_inference_steps": 1}
 
 
+@pytest.mark.timeout(900)  # writes every tiny model first: minutes on a busy 2-core box
 def test_queued_model_jobs_run_after_sigkill_and_leftovers_are_cleared(tmp_path, models_dir):
     """Recovered model jobs start while the new process is still warming up: they must wait, then run."""
     with socket.socket() as silent:
