@@ -48,13 +48,21 @@ CREATE TABLE IF NOT EXISTS logs (
     message TEXT NOT NULL
 );
 CREATE INDEX IF NOT EXISTS logs_job ON logs(job_id);
+-- Inputs live apart from the job row: a column after a 30 MB input would make SQLite walk the
+-- input's overflow pages on every status read. (jobs.input stays, empty, for older databases.)
+CREATE TABLE IF NOT EXISTS job_inputs (
+    job_id TEXT PRIMARY KEY,
+    input BLOB NOT NULL
+);
 """
 
 _COLUMNS = (
     "seq, id, endpoint_id, {input}, lane, priority, state, base_url, webhook_url, output, error, "
     "error_type, error_status, cancel_requested, created_at, started_at, finished_at"
 )
-_WITH_INPUT = _COLUMNS.format(input="input")
+# A job stored before job_inputs existed has its input in jobs.input.
+_WITH_INPUT = _COLUMNS.format(
+    input="COALESCE((SELECT input FROM job_inputs WHERE job_id = jobs.id), jobs.input)")
 _WITHOUT_INPUT = _COLUMNS.format(input="NULL")  # the row's shape stays the same; Job.input is None
 
 _encode = msgspec.json.encode
@@ -90,22 +98,29 @@ class JobStore:
             self._db.close()
 
     def add(self, job: Job) -> Job:
-        with self._state_change():
-            cursor = self._db.execute(
-                "INSERT INTO jobs (id, endpoint_id, input, lane, priority, state, base_url, "
-                "webhook_url, created_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                (
-                    job.id,
-                    job.endpoint_id,
-                    _encode(job.input),
-                    job.lane,
-                    job.priority.value,
-                    job.state.value,
-                    job.base_url,
-                    job.webhook_url,
-                    job.created_at,
-                ),
-            )
+        with self._state_change() as db:
+            db.execute("BEGIN")
+            try:
+                cursor = db.execute(
+                    "INSERT INTO jobs (id, endpoint_id, input, lane, priority, state, base_url, "
+                    "webhook_url, created_at) VALUES (?, ?, x'', ?, ?, ?, ?, ?, ?)",
+                    (
+                        job.id,
+                        job.endpoint_id,
+                        job.lane,
+                        job.priority.value,
+                        job.state.value,
+                        job.base_url,
+                        job.webhook_url,
+                        job.created_at,
+                    ),
+                )
+                db.execute("INSERT INTO job_inputs (job_id, input) VALUES (?, ?)", (job.id, _encode(job.input)))
+                db.execute("COMMIT")
+            except BaseException:
+                if db.in_transaction:  # SQLite rolls back by itself after some errors (SQLITE_FULL)
+                    db.execute("ROLLBACK")
+                raise
         job.seq = int(cursor.lastrowid or 0)
         return job
 
