@@ -89,7 +89,9 @@ def test_queued_model_jobs_run_after_sigkill_and_leftovers_are_cleared(tmp_path,
             holding = httpx.post(f"{base}/queue/fal-ai/flux/dev/image-to-image", json={
                 "prompt": "x", "image_url": f"http://{host}/still.png", "num_inference_steps": 2,
                 "strength": 0.5}).json()["request_id"]
-            wait_state(base, holding, "IN_PROGRESS")
+            silent.settimeout(120)
+            fetching, _ = silent.accept()  # the job is running and fetching: its scratch folder exists
+            assert httpx.get(f"{base}{BASE_STATUS.format(holding)}").json()["status"] == "IN_PROGRESS"
             queued = [httpx.post(f"{base}/queue/fal-ai/flux/schnell", json={"prompt": f"fox {n}", **FAST_FLUX})
                       .json()["request_id"] for n in range(4)]
             for request_id in queued:
@@ -99,6 +101,7 @@ def test_queued_model_jobs_run_after_sigkill_and_leftovers_are_cleared(tmp_path,
         finally:
             first.kill()
         cut_off.close()
+        fetching.close()
     scratch = data / "tmp" / holding
     assert scratch.is_dir() and (data / "tmp" / "multipart" / multipart_key).is_dir()
     assert list((data / "files").glob("*.part")), "the cut-off upload left its partial file"
