@@ -19,7 +19,7 @@ from thorgen.config import Config
 from thorgen.endpoints import cosmos
 from thorgen.endpoints.flux import SAFETY_NOTE
 from thorgen.endpoints.registry import Registry
-from thorgen.errors import FalError
+from thorgen.errors import FalError, disk_full
 from thorgen.jobs.record import JobState
 from thorgen.jobs.service import JobService
 from thorgen.metrics import Metrics
@@ -93,7 +93,8 @@ def build_app(config: Config, service: JobService | None = None) -> Litestar:
         lifespan=[lifespan],
         # With an API key, every route needs it unless it says (opt OPEN) what authorises it instead.
         guards=[auth.guard],
-        exception_handlers={FalError: _fal_error, HTTPException: _http_error, Exception: _unexpected},
+        exception_handlers={FalError: _fal_error, HTTPException: _http_error,
+                            Exception: _unexpected_handler(config)},
         request_max_body_size=config.limits.max_request_bytes,
         openapi_config=None,
     )
@@ -169,7 +170,15 @@ def _http_error(request: Request[Any, Any, Any], exc: HTTPException) -> Response
     return response
 
 
-def _unexpected(request: Request[Any, Any, Any], exc: Exception) -> Response[bytes]:
-    log.exception("unhandled error on %s %s", request.method, request.url.path)
-    return error_response(FalError("Internal server error", status=500, error_type="internal_error"))
+def _unexpected_handler(config: Config) -> Any:
+    def unexpected(request: Request[Any, Any, Any], exc: Exception) -> Response[bytes]:
+        # A full disk (a file write or the jobs database, on any route) is a 507 naming the data folder.
+        full = disk_full(exc, config.data_dir)
+        if full is not None:
+            log.error("%s %s: %s", request.method, request.url.path, full.detail)
+            return error_response(full)
+        log.exception("unhandled error on %s %s", request.method, request.url.path)
+        return error_response(FalError("Internal server error", status=500, error_type="internal_error"))
+
+    return unexpected
 

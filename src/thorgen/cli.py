@@ -43,6 +43,8 @@ def main(argv: list[str] | None = None) -> int:
     run.add_argument("endpoint", help="endpoint id, e.g. fal-ai/ffmpeg-api/metadata")
     run.add_argument("--input", required=True, help="input JSON, or @file.json")
     run.add_argument("--data-dir")
+    run.add_argument("--tiny", action="store_true", default=None,
+                     help="run on the tiny random-weight models, as serve --tiny does (outputs are noise)")
 
     commands.add_parser("doctor", help="check this machine: torch/CUDA, memory budget, codecs, disk, models, port")
 

@@ -8,6 +8,8 @@ an endpoint's ``run`` raise the same error a submit-time check would have given.
 from __future__ import annotations
 
 import errno
+import sqlite3
+from pathlib import Path
 from typing import Any
 
 
@@ -40,9 +42,20 @@ class Cancelled(FalError):
         super().__init__("Request was cancelled", status=400, error_type="request_cancelled")
 
 
-def disk_full(exc: BaseException) -> FalError | None:
-    """A full disk is the operator's problem to fix, not a bug: say so with 507, never a bare 500."""
+def disk_full(exc: BaseException, data_dir: Path | str | None = None) -> FalError | None:
+    """A full disk is the operator's problem to fix, not a bug: say so with 507, never a bare 500.
+
+    Both ways it shows: an OSError from a file write (ENOSPC, or EDQUOT over a quota) and SQLite's
+    "database or disk is full" (SQLITE_FULL) from the jobs database.
+    """
+    if not is_disk_full(exc):
+        return None
+    where = f" ({data_dir})" if data_dir is not None else ""
+    return FalError(f"The disk holding thorgen's data folder{where} is full; free some space and try again",
+                    status=507, error_type="insufficient_storage")
+
+
+def is_disk_full(exc: BaseException) -> bool:
     if isinstance(exc, OSError) and exc.errno in (errno.ENOSPC, errno.EDQUOT):
-        return FalError("The disk holding thorgen's data folder is full; free some space and try again",
-                        status=507, error_type="disk_full")
-    return None
+        return True
+    return isinstance(exc, sqlite3.OperationalError) and getattr(exc, "sqlite_errorcode", None) == sqlite3.SQLITE_FULL

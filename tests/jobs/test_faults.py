@@ -39,7 +39,7 @@ def test_faults_fail_the_job_with_a_clear_status_and_the_lane_keeps_working(tmp_
     try:
         full = service.wait(service.submit("test/flaky", {"mode": "disk-full"}).id, timeout=10)
         assert full.state is JobState.COMPLETED and full.error_status == 507
-        assert full.error_type == "disk_full" and "full" in full.error
+        assert full.error_type == "insufficient_storage" and "full" in full.error
         bug = service.wait(service.submit("test/flaky", {"mode": "bug"}).id, timeout=10)
         assert bug.error_status == 500 and "ZeroDivisionError" in bug.error
         fine = service.wait(service.submit("test/flaky", {"mode": "ok"}).id, timeout=10)

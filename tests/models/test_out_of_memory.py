@@ -65,6 +65,7 @@ def make_service(tmp_path) -> tuple[JobService, dict[str, int]]:
 def test_out_of_memory_unloads_the_others_and_retries_once(tmp_path):
     service, attempts = make_service(tmp_path)
     service.start()
+    assert service.runtime.ready.wait(300)  # model jobs wait for the warm-up, which imports diffusers
     try:
         warm = service.wait(service.submit("test/bystander", {"failures": 0}).id, timeout=20)
         assert not warm.failed and service.runtime.swapper.loaded_names() == ["bystander"]
@@ -80,6 +81,7 @@ def test_out_of_memory_unloads_the_others_and_retries_once(tmp_path):
 def test_out_of_memory_twice_fails_clearly_and_the_lane_goes_on(tmp_path):
     service, attempts = make_service(tmp_path)
     service.start()
+    assert service.runtime.ready.wait(300)  # model jobs wait for the warm-up, which imports diffusers
     try:
         job = service.wait(service.submit("test/worker", {"failures": 5}).id, timeout=20)
         assert job.failed and job.error_status == 507 and job.error_type == "out_of_memory"

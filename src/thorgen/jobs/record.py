@@ -41,7 +41,7 @@ class LogEntry:
 class Job:
     id: str
     endpoint_id: str  # the full id as submitted, sub-path included
-    input: dict[str, Any]
+    input: Any  # the request body; None when read for status or result (only the worker needs it)
     lane: str
     priority: Priority = Priority.NORMAL
     state: JobState = JobState.IN_QUEUE

@@ -5,19 +5,29 @@ stores the record and puts it on its lane; a lane worker calls ``_execute``, whi
 endpoint in that worker thread and stores the output or the error; waiters are woken through the
 ChangeFeed and a webhook fires if one was asked for. On start, ``recover`` re-queues what was
 waiting and ends what was running when the process died.
+
+No job is ever stranded: a state change (start, finish) that fails to write (a full disk, a locked
+database) is tried again with back-off; a job that still cannot start ends COMPLETED with the
+reason, and a finish that still cannot be written goes to the finisher thread, which keeps trying
+until the disk takes a write again. Every job that ends with an error gets a line in the server log.
 """
 
 from __future__ import annotations
 
 import fcntl
 import logging
+import queue
 import shutil
+import sqlite3
+import threading
 import time
 import uuid
+from collections.abc import Callable
+from dataclasses import dataclass
 from enum import StrEnum
 from functools import partial
 from pathlib import Path
-from typing import IO, Any
+from typing import IO, Any, TypeVar
 
 import msgspec
 
@@ -40,6 +50,25 @@ from thorgen.models.memory import is_out_of_memory
 from thorgen.models.runtime import ModelRuntime
 
 log = logging.getLogger("thorgen.jobs")
+
+T = TypeVar("T")
+
+# Pauses between tries of a job-state write that failed: about 6 s in all, then a job that cannot
+# start ends with the reason and a finish that cannot be written goes to the finisher.
+RETRY_DELAYS_S = (0.05, 0.1, 0.2, 0.4, 0.8, 1.6, 3.2)
+FINISHER_MAX_DELAY_S = 5.0  # the finisher's back-off stops growing here
+
+
+@dataclass
+class _PendingFinish:
+    """A finish whose write failed: the finisher thread writes it once the disk allows."""
+
+    job: Job
+    outcome: str
+    output: dict[str, Any] | None
+    error: Any
+    error_type: str | None
+    status: int | None
 
 
 class CancelOutcome(StrEnum):
@@ -69,6 +98,10 @@ class JobService:
         }
         self._cancelling: set[str] = set()
         self._lock_file: IO[str] | None = None
+        self.retry_delays_s: tuple[float, ...] = RETRY_DELAYS_S
+        self._stopping = threading.Event()
+        self._pending: queue.Queue[_PendingFinish] = queue.Queue()
+        self._finisher: threading.Thread | None = None
         for name, lane in self.lanes.items():
             self.metrics.queue_depth.labels(name).set_function(partial(getattr, lane, "depth"))
             self.metrics.running.labels(name).set_function(partial(getattr, lane, "busy"))
@@ -77,14 +110,22 @@ class JobService:
 
     def start(self) -> None:
         self._lock_data_dir()
+        self._stopping.clear()
+        self._finisher = threading.Thread(target=self._finish_pending, name="job-finisher", daemon=True)
+        self._finisher.start()
+        # Before any lane runs a job: model jobs wait for this warm-up (_wait_for_models).
+        self.runtime.start()
         self.recover()
         for lane in self.lanes.values():
             lane.start()
-        self.runtime.start()
 
     def stop(self) -> None:
+        self._stopping.set()  # ends retry pauses at once; what is unwritten, recover() settles next start
         for lane in self.lanes.values():
             lane.stop()
+        if self._finisher is not None:
+            self._finisher.join(5.0)
+            self._finisher = None
         self.webhooks.stop()
         self.store.close()
         if self._lock_file is not None:
@@ -135,7 +176,7 @@ class JobService:
         base_url: str = "",
         webhook_url: str | None = None,
     ) -> Job:
-        endpoint = self.registry.require(endpoint_id)
+        endpoint = self._require(endpoint_id)
         model = self.registry.model_for(endpoint)
         endpoint.check_input(raw_input, model_info(self.config, model))  # a 422 now, not in the result
         if model is not None:
@@ -149,9 +190,33 @@ class JobService:
             base_url=base_url or self.default_base_url(),
             webhook_url=webhook_url,
         )
-        self.store.add(job)
+        try:
+            self.store.add(job)
+        except sqlite3.OperationalError as exc:
+            full = disk_full(exc, self.config.data_dir)
+            if full is None:
+                raise
+            raise full from exc
         self.lanes[job.lane].put(job.id, job.priority, job.seq)
         return job
+
+    def _require(self, endpoint_id: str) -> Endpoint:
+        """The endpoint, ready to take a job; one whose tiny model warm-up is writing now counts.
+
+        Right after ``serve --tiny`` starts, the tiny models are still being written: their jobs are
+        accepted and wait for the warm-up (the lease waits for it); only a model that is not there
+        and not being prepared is a 424.
+        """
+        try:
+            return self.registry.require(endpoint_id)
+        except FalError as exc:
+            endpoint = self.registry.find(endpoint_id)
+            model = self.registry.model_for(endpoint) if endpoint is not None else None
+            if endpoint is None or model is None or exc.error_type != "model_not_installed":
+                raise
+            if not self.runtime.preparing(model):
+                raise
+            return endpoint
 
     def default_base_url(self) -> str:
         server = self.config.server
@@ -206,9 +271,16 @@ class JobService:
     # -- worker side -------------------------------------------------------------------------
 
     def _execute(self, job_id: str) -> None:
-        if not self.store.mark_started(job_id):
+        if not self._wait_for_models(job_id):
+            return
+        try:
+            started = self._retrying("start", job_id, lambda: self.store.mark_started(job_id))
+        except sqlite3.OperationalError as exc:
+            self._cannot_start(job_id, exc)
+            return
+        if not started:
             return  # cancelled or finished while it waited
-        job = self.store.get(job_id)
+        job = self._retrying("input", job_id, lambda: self.store.get(job_id, with_input=True))
         assert job is not None
         self.feed.publish(job_id)
         endpoint = self.registry.find(job.endpoint_id)
@@ -228,9 +300,8 @@ class JobService:
             self._finish(job, error=exc.detail, error_type=exc.error_type, status=exc.status,
                          outcome="error")
         except Exception as exc:
-            full = disk_full(exc)
+            full = disk_full(exc, self.config.data_dir)
             if full is not None:
-                log.error("job %s (%s): %s", job.id, job.endpoint_id, full.detail)
                 self._finish(job, error=full.detail, error_type=full.error_type, status=full.status,
                              outcome="error")
             else:
@@ -239,6 +310,49 @@ class JobService:
                              status=500, outcome="error")
         finally:
             context.cleanup()
+
+    def _wait_for_models(self, job_id: str) -> bool:
+        """A job that needs a model waits, still queued, until the model runtime has warmed up.
+
+        The warm-up thread imports diffusers and, in tiny mode, writes the tiny models; a job that
+        imported diffusers beside it would find a half-imported module ("diffusers has no class
+        'FluxPipeline'"). This covers every way in: serve before /ready, jobs recovered after a
+        restart, thorgen.Client and `thorgen run`. Jobs with no model (the utility lane) never wait.
+        False if the job was cancelled meanwhile (it is ended here).
+        """
+        if self.runtime.ready.is_set():
+            return True
+        job = self.store.get(job_id)
+        endpoint = self.registry.find(job.endpoint_id) if job is not None else None
+        if job is None or endpoint is None or self.registry.model_for(endpoint) is None:
+            return True
+        try:
+            self.append_log(job_id, LogEntry("waiting for the model runtime to warm up", "INFO", time.time()))
+        except sqlite3.OperationalError:
+            pass  # only a progress note; the job's own writes are retried
+
+        def stop_if_cancelled() -> None:
+            if job_id in self._cancelling:
+                raise Cancelled()
+
+        try:
+            self.runtime.wait_until_warm(stop_if_cancelled)
+        except Cancelled as exc:
+            self._finish(job, error=exc.detail, error_type=exc.error_type, status=exc.status, outcome="cancelled")
+            return False
+        return True
+
+    def _cannot_start(self, job_id: str, exc: sqlite3.OperationalError) -> None:
+        """Marking a job started kept failing: end it with the reason rather than leave it queued."""
+        job = self.store.get(job_id)
+        if job is None or job.state is not JobState.IN_QUEUE:
+            return
+        failure = disk_full(exc, self.config.data_dir)
+        if failure is None:
+            failure = FalError(f"The jobs database refused to start this job: {exc}", status=500,
+                               error_type="internal_error")
+        self._finish(job, error=f"{failure.detail} (the job could not start)", error_type=failure.error_type,
+                     status=failure.status, outcome="error")
 
     def _run(self, endpoint: Endpoint, context: JobContext) -> msgspec.Struct:
         """Run an endpoint; on running out of memory, unload every other model and try once more."""
@@ -270,14 +384,38 @@ class JobService:
         error_type: str | None = None,
         status: int | None = None,
     ) -> None:
-        if not self.store.finish(job.id, output=output, error=error, error_type=error_type,
-                                 error_status=status):
+        pending = _PendingFinish(job, outcome, output, error, error_type, status)
+        try:
+            self._retrying("finish", job.id, lambda: self._write_finish(pending))
+        except sqlite3.OperationalError as exc:
+            log.error("job %s (%s): its %s could not be recorded (%s); the finisher keeps trying",
+                      job.id, job.endpoint_id, outcome, exc)
+            self._pending.put(pending)
+        except Exception:  # e.g. an output that will not encode: end the job all the same
+            log.exception("job %s (%s): recording its %s failed; it ends with an internal error",
+                          job.id, job.endpoint_id, outcome)
+            self._pending.put(_PendingFinish(job, "error", None, "The job's result could not be recorded",
+                                             "internal_error", 500))
+
+    def _write_finish(self, pending: _PendingFinish) -> None:
+        """Commit the COMPLETED row, then tell everyone: the log, metrics, waiters, the webhook."""
+        job = pending.job
+        if not self.store.finish(job.id, output=pending.output, error=pending.error,
+                                 error_type=pending.error_type, error_status=pending.status):
             return
-        if error is not None:
-            message = error if isinstance(error, str) else msgspec.json.encode(error).decode()
-            self.store.add_log(job.id, LogEntry(message, "ERROR", time.time()))
+        if pending.error is not None:
+            message = pending.error if isinstance(pending.error, str) else msgspec.json.encode(pending.error).decode()
+            # One line per failed job in the server log: endpoint, id, error type, message.
+            level = logging.INFO if pending.outcome == "cancelled" else (
+                logging.WARNING if (pending.status or 500) < 500 else logging.ERROR)
+            log.log(level, "job %s (%s) failed: %s %s: %s", job.id, job.endpoint_id, pending.status,
+                    pending.error_type, message)
+            try:
+                self.store.add_log(job.id, LogEntry(message, "ERROR", time.time()))
+            except sqlite3.OperationalError as exc:  # the job's state is recorded; its log line is a nicety
+                log.warning("job %s: the error could not be added to its logs: %s", job.id, exc)
         self._cancelling.discard(job.id)
-        self.metrics.jobs.labels(job.endpoint_id, outcome).inc()
+        self.metrics.jobs.labels(job.endpoint_id, pending.outcome).inc()
         finished = self.store.get(job.id)
         if finished and finished.inference_time is not None:
             self.metrics.duration.labels(job.endpoint_id).observe(finished.inference_time)
@@ -285,6 +423,44 @@ class JobService:
         self.feed.forget(job.id)  # waiters re-read the job after every wake-up and see COMPLETED
         if finished and finished.webhook_url:
             self.webhooks.send(finished)
+
+    def _retrying(self, what: str, job_id: str, write: Callable[[], T]) -> T:
+        """Run a job-state write; on an OperationalError try again after each pause in retry_delays_s."""
+        for delay in (*self.retry_delays_s, None):
+            try:
+                return write()
+            except sqlite3.OperationalError as exc:
+                if delay is None or self._stopping.is_set():
+                    raise
+                log.warning("job %s: writing its %s failed (%s); trying again in %.2f s", job_id, what, exc, delay)
+                self._stopping.wait(delay)
+        raise AssertionError("unreachable")
+
+    def _finish_pending(self) -> None:
+        """The finisher: writes finishes that failed, oldest first, backing off while the disk is full."""
+        first_delay = self.retry_delays_s[-1] if self.retry_delays_s else 1.0
+        while not self._stopping.is_set():
+            try:
+                pending = self._pending.get(timeout=1.0)  # wakes each second to notice stop()
+            except queue.Empty:
+                continue
+            delay = first_delay
+            while not self._stopping.is_set():
+                try:
+                    self._write_finish(pending)
+                    log.info("job %s (%s): its %s is recorded now", pending.job.id, pending.job.endpoint_id,
+                             pending.outcome)
+                    break
+                except sqlite3.OperationalError as exc:
+                    log.warning("job %s: its %s still cannot be recorded (%s); next try in %.1f s",
+                                pending.job.id, pending.outcome, exc, delay)
+                    self._stopping.wait(delay)
+                    delay = min(delay * 2, FINISHER_MAX_DELAY_S)
+                except Exception:
+                    log.exception("job %s: recording its %s failed; it ends with an internal error",
+                                  pending.job.id, pending.outcome)
+                    pending = _PendingFinish(pending.job, "error", None, "The job's result could not be recorded",
+                                             "internal_error", 500)
 
 
 def _remove_tree_contents(root: Path) -> None:

@@ -35,7 +35,7 @@ from collections.abc import AsyncIterable, Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from thorgen.errors import FalError, InputError, disk_full
+from thorgen.errors import FalError, InputError
 from thorgen.media.store import AlreadyStored, MediaStore
 
 MAX_PARTS = 10_000
@@ -144,12 +144,9 @@ class UploadTargets:
                     for part in parts:
                         with part.open("rb") as source:
                             shutil.copyfileobj(source, out, 1024 * 1024)
-            except BaseException as exc:
+            except BaseException:
                 temp.unlink(missing_ok=True)
-                full = disk_full(exc)
-                if full is not None:
-                    raise full from None
-                raise
+                raise  # a full disk becomes a 507 naming the data folder in the app's one error handler
             return self._place(temp, key)
         finally:
             shutil.rmtree(folder, ignore_errors=True)
@@ -175,12 +172,9 @@ async def _receive(chunks: AsyncIterable[bytes], path: Path, limit: int, declare
                     raise _too_large(limit)
                 digest.update(chunk)
                 out.write(chunk)
-    except BaseException as exc:
+    except BaseException:
         path.unlink(missing_ok=True)
-        full = disk_full(exc)
-        if full is not None:
-            raise full from None
-        raise
+        raise  # a full disk becomes a 507 naming the data folder in the app's one error handler
     return digest.hexdigest()
 
 

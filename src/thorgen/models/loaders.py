@@ -44,7 +44,6 @@ class Loader:
 
             return load_pair(name, status.path, self._device(name, model.device),
                              cache_dir=self.config.data_dir / "cache" / "text-normalisation")
-        import diffusers
         import torch
 
         from thorgen.logs import adopt_library_loggers
@@ -55,10 +54,7 @@ class Loader:
             from thorgen.models.llm import load_causal_lm
 
             return load_causal_lm(name, status.path, model.dtype, self._device(name, model.device))
-        pipeline_class = getattr(diffusers, model.pipeline, None)
-        if pipeline_class is None:
-            raise FalError(f"models.{name}.pipeline: diffusers has no class {model.pipeline!r}",
-                           status=500, error_type="bad_model_config")
+        pipeline_class = _pipeline_class(name, model.pipeline)
         device = self._device(name, model.device)
         extra: dict[str, Any] = {}
         if model.family == "cosmos":
@@ -87,3 +83,22 @@ class Loader:
             raise FalError(f"models.{name}.device is {setting!r} but torch sees no CUDA GPU here "
                            "(set device = \"auto\" or \"cpu\")", status=424, error_type="device_unavailable")
         return device
+
+
+def _pipeline_class(name: str, class_name: str) -> Any:
+    """diffusers' class by name, imported now; a failing import says why instead of "no class".
+
+    diffusers exposes its classes lazily: the attribute access imports the pipeline's module, and a
+    failure there (a missing dependency, a broken install) raises with the real cause, which
+    ``getattr(diffusers, name, None)`` used to hide behind "no class".
+    """
+    import diffusers
+
+    try:
+        return getattr(diffusers, class_name)
+    except AttributeError as exc:
+        raise FalError(f"models.{name}.pipeline: diffusers {diffusers.__version__} has no class {class_name!r} "
+                       f"({exc})", status=500, error_type="bad_model_config") from exc
+    except Exception as exc:  # diffusers wraps its lazy import's failure in a RuntimeError
+        raise FalError(f"models.{name}.pipeline: importing diffusers' {class_name} failed: "
+                       f"{type(exc).__name__}: {exc}", status=500, error_type="model_import_failed") from exc

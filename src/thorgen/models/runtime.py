@@ -3,14 +3,17 @@
 It creates the swapper when first needed (that is when torch is imported, so a server with no
 models never pays for it), and at start, in a background thread: writes missing tiny models in tiny
 mode, refuses models that can never fit the budget, and loads the ``preload`` ones. ``ready`` is set
-when that is done; /ready answers from it.
+when that is done; /ready answers from it, and every lease waits for it: a job that needs a model
+must not import diffusers while the warm-up thread is importing it (a half-imported diffusers has
+no pipeline classes yet), nor look for a tiny model that is still being written. Jobs that need no
+model (the utility lane) never wait.
 """
 
 from __future__ import annotations
 
 import logging
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import Any
 
@@ -99,8 +102,25 @@ class ModelRuntime:
         return ModelSwapper(budget, loader.load, loader.estimate,
                             pinned=lambda name: self.config.model(name).pinned)
 
+    def wait_until_warm(self, check: Callable[[], None] | None = None) -> None:
+        """Block until the warm-up is done (at once if it is, or if it was never started).
+
+        ``check`` runs about twice a second meanwhile; it may raise to stop waiting (a cancel).
+        """
+        if self._thread is None:
+            return
+        while not self.ready.wait(0.5):
+            if check is not None:
+                check()
+
+    def preparing(self, name: str) -> bool:
+        """True while the warm-up may still write this configured model (tiny mode, not ready yet)."""
+        return (self.config.runtime.tiny and self._thread is not None and not self.ready.is_set()
+                and name in self.config.models)
+
     @contextmanager
     def lease(self, name: str) -> Iterator[Lease]:
+        self.wait_until_warm()
         self.check(name)
         with self.swapper.lease(name) as lease:
             yield lease
