@@ -9,10 +9,12 @@ from __future__ import annotations
 import re
 import time
 import urllib.parse
-from collections.abc import AsyncGenerator
-from typing import Any
+from collections.abc import AsyncGenerator, Callable
+from functools import partial
+from typing import Any, TypeVar
 
 import msgspec
+from anyio import to_thread
 from litestar import Request, Response
 from litestar.response import ServerSentEvent
 from litestar.response.sse import ServerSentEventMessage
@@ -23,9 +25,21 @@ from thorgen.jobs.service import CancelOutcome, JobService
 from thorgen.protocol.call import FalCall
 from thorgen.protocol.responses import decode_json, error_response, json_response
 
+_T = TypeVar("_T")
+
 _REQUEST_PATH = re.compile(r"^(?P<app>.+?)/requests/(?P<id>[^/]+)(?P<tail>/status/stream|/status|/cancel)?$")
 _TRUE = {"1", "true", "yes"}
 _SSE_HEADERS = {"cache-control": "no-cache", "x-accel-buffering": "no"}
+
+
+async def off_loop(function: Callable[..., _T], *args: Any) -> _T:
+    """Run a call that touches the job store in a worker thread, never on the event loop.
+
+    A store read or write can wait on SQLite's lock (a lane committing a result, a checkpoint, a slow
+    disk) or decode a large row; on the loop that stalls every other request and stream. anyio's
+    default limiter bounds the threads (40), so a flood of polls queues instead of multiplying.
+    """
+    return await to_thread.run_sync(partial(function, *args))
 
 
 class QueueApi:
@@ -40,19 +54,19 @@ class QueueApi:
         if match is None:
             if method != "POST":
                 raise FalError(f"Use POST to submit to {call.path!r}", status=405, error_type="method_not_allowed")
-            return self.submit(call, request, body)
+            return await off_loop(self.submit, call, request, body)
         request_id, tail = match.group("id"), match.group("tail") or ""
         if tail == "/cancel":
             if method not in ("PUT", "POST"):
                 raise FalError("Use PUT to cancel", status=405, error_type="method_not_allowed")
-            return self.cancel(request_id)
+            return await off_loop(self.cancel, request_id)
         if method not in ("GET", "HEAD"):
             raise FalError(f"Use GET on {call.path!r}", status=405, error_type="method_not_allowed")
         if tail == "/status/stream":
-            return self.stream_status(call, request_id)
+            return await off_loop(self.stream_status, call, request_id)
         if tail == "/status":
-            return self.status(call, request_id)
-        return self.result(request_id)
+            return await off_loop(self.status, call, request_id)
+        return await off_loop(self.result, request_id)
 
     # -- submit ------------------------------------------------------------------------------
 
@@ -105,9 +119,9 @@ class QueueApi:
             last = b""
             while True:
                 seen = feed.version(job.id)
-                current = self.service.get(job.id)
+                current = await off_loop(self.service.get, job.id)
                 assert current is not None
-                encoded = msgspec.json.encode(self.status_body(call, current, with_logs))
+                encoded = msgspec.json.encode(await off_loop(self.status_body, call, current, with_logs))
                 if encoded != last:
                     last = encoded
                     yield ServerSentEventMessage(data=encoded.decode())
@@ -153,13 +167,13 @@ class QueueApi:
             raw = decode_json(body)
         else:
             raise FalError("Use POST to run an endpoint", status=405, error_type="method_not_allowed")
-        job = self.service.submit(endpoint_id, raw, base_url=call.base_url,
-                                  priority=_priority(request.headers.get("x-fal-queue-priority")))
+        job = await off_loop(partial(self.service.submit, endpoint_id, raw, base_url=call.base_url,
+                                     priority=_priority(request.headers.get("x-fal-queue-priority"))))
         if streaming:
             return self._run_stream(job.id)
         finished = await self._wait(job.id)
         if finished.state is not JobState.COMPLETED:
-            self.service.cancel(job.id)
+            await off_loop(self.service.cancel, job.id)
             raise FalError(f"Request did not finish within {self.run_timeout_s:.0f} s; it was cancelled",
                            status=504, error_type="request_timeout")
         return self.output_response(finished)
@@ -179,7 +193,7 @@ class QueueApi:
         deadline = time.monotonic() + self.run_timeout_s
         while True:
             seen = self.service.feed.version(job_id)
-            job = self._job(job_id)
+            job = await off_loop(self._job, job_id)
             if job.state is JobState.COMPLETED or time.monotonic() > deadline:
                 return job
             await self.service.feed.wait_async(job_id, seen, min(self.keepalive_s, deadline - time.monotonic()))
