@@ -119,9 +119,7 @@ class QueueApi:
             last = b""
             while True:
                 seen = feed.version(job.id)
-                current = await off_loop(self.service.get, job.id)
-                assert current is not None
-                encoded = msgspec.json.encode(await off_loop(self.status_body, call, current, with_logs))
+                current, encoded = await off_loop(self._status_event, call, job.id, with_logs)
                 if encoded != last:
                     last = encoded
                     yield ServerSentEventMessage(data=encoded.decode())
@@ -131,6 +129,11 @@ class QueueApi:
                     yield ServerSentEventMessage(data=None, comment="keep-alive")
 
         return ServerSentEvent(events(), status_code=200, headers={**_SSE_HEADERS, "x-fal-request-id": job.id})
+
+    def _status_event(self, call: FalCall, job_id: str, with_logs: bool) -> tuple[Job, bytes]:
+        """One wake-up of a status stream: the job re-read and its status encoded, in one thread hop."""
+        job = self._job(job_id)
+        return job, msgspec.json.encode(self.status_body(call, job, with_logs))
 
     # -- result and cancel -------------------------------------------------------------------
 
