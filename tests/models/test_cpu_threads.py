@@ -14,4 +14,5 @@ def test_tiny_mode_leaves_one_core_free_and_says_so(server):
     # What torch reports back in the server process, not what was asked for.
     assert threads["intra_op"] == max(1, cores - 1)
     assert threads["inter_op"] == max(1, cores - 1)
+    assert threads["gil_switch_interval_s"] < 0.005  # shorter than Python's default
     assert f"torch uses {max(1, cores - 1)} of {cores} cores" in server.log()
