@@ -60,7 +60,8 @@ def main(argv: list[str] | None = None) -> int:
     file_commands = files.add_subparsers(dest="files_command", required=True)
     prune = file_commands.add_parser("prune", help="remove jobs finished more than DAYS ago and files no newer "
                                                    "job names (queued and running jobs are never touched)")
-    prune.add_argument("--older-than", type=float, required=True, metavar="DAYS")
+    prune.add_argument("--older-than", type=float, required=True, metavar="DAYS",
+                       help="what finished, or was last written, more than DAYS ago (fractions allowed)")
     prune.add_argument("--dry-run", action="store_true", help="list what would go, remove nothing")
     prune.add_argument("--data-dir", help="jobs database and stored files")
 
