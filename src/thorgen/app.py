@@ -20,6 +20,7 @@ from thorgen.endpoints import cosmos
 from thorgen.endpoints.flux import SAFETY_NOTE
 from thorgen.endpoints.registry import Registry
 from thorgen.errors import FalError, disk_full
+from thorgen.jobs.housekeeping import DiskUsage
 from thorgen.jobs.record import JobState
 from thorgen.jobs.service import JobService
 from thorgen.metrics import Metrics
@@ -37,6 +38,7 @@ def build_app(config: Config, service: JobService | None = None) -> Litestar:
     service = service or JobService(config, Registry(config), Metrics())
     auth = Auth(config.server.api_key)
     announced = threading.Event()  # set once the "N endpoints ready" line is logged, after warm-up
+    disk = DiskUsage(service.store, service.media)
 
     @asynccontextmanager
     async def lifespan(_: Litestar) -> AsyncIterator[None]:
@@ -69,9 +71,9 @@ def build_app(config: Config, service: JobService | None = None) -> Litestar:
         is_ready = announced.is_set()
         return json_response({"ready": is_ready}, status=200 if is_ready else 503)
 
-    @get("/info", sync_to_thread=False)
+    @get("/info", sync_to_thread=True)  # reads the job store and the disk: off the event loop
     def info() -> dict[str, Any]:
-        return describe(config, service, auth)
+        return describe(config, service, auth, disk)
 
     @get("/endpoints", sync_to_thread=False)
     def endpoints() -> dict[str, Any]:
@@ -104,7 +106,7 @@ def build_app(config: Config, service: JobService | None = None) -> Litestar:
     return app
 
 
-def describe(config: Config, service: JobService, auth: Auth) -> dict[str, Any]:
+def describe(config: Config, service: JobService, auth: Auth, disk: DiskUsage) -> dict[str, Any]:
     """What a frontend's "local mode" badge and an operator read: this is thorgen, and its state."""
     counts = service.store.count_by_state()
     return {
@@ -122,6 +124,7 @@ def describe(config: Config, service: JobService, auth: Auth) -> dict[str, Any]:
         "jobs": {state.value: counts.get(state.value, 0) for state in JobState},
         "models": [vars(status) for status in all_model_status(config)],
         "endpoints": sum(1 for row in service.registry.listing() if row["available"]),
+        "disk": disk.snapshot(),
     }
 
 

@@ -59,6 +59,15 @@ def main(argv: list[str] | None = None) -> int:
     uninstall = service_commands.add_parser("uninstall", help="stop, disable and remove thorgen.service")
     uninstall.add_argument("--unit-dir", type=Path, default=systemd.DEFAULT_UNIT_DIR)
 
+    files = commands.add_parser("files", help="stored files and jobs on disk")
+    file_commands = files.add_subparsers(dest="files_command", required=True)
+    prune = file_commands.add_parser("prune", help="remove jobs finished more than DAYS ago and files no newer "
+                                                   "job names (queued and running jobs are never touched)")
+    prune.add_argument("--older-than", type=float, required=True, metavar="DAYS",
+                       help="what finished, or was last written, more than DAYS ago (fractions allowed)")
+    prune.add_argument("--dry-run", action="store_true", help="list what would go, remove nothing")
+    prune.add_argument("--data-dir", help="jobs database and stored files")
+
     commands.add_parser("config", help="print the effective configuration (secrets masked)")
     commands.add_parser("endpoints", help="list endpoint ids and whether each is available")
 
@@ -95,7 +104,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.command == "kit":
         return _kit(config, args)
     commands_by_name = {"serve": _serve, "run": _run, "config": _config, "endpoints": _endpoints,
-                        "models": _models, "doctor": _doctor, "service": _service}
+                        "models": _models, "doctor": _doctor, "service": _service, "files": _files}
     return commands_by_name[args.command](config, args)
 
 
@@ -241,6 +250,42 @@ def _service(config: Config, args: argparse.Namespace) -> int:
     print("installed: " + "; ".join(done))
     print("start it with: sudo systemctl start thorgen   (logs: journalctl -u thorgen -f)")
     return 0
+
+
+def _files(config: Config, args: argparse.Namespace) -> int:
+    """thorgen files prune: see thorgen.jobs.housekeeping for what goes and what stays."""
+    import datetime
+
+    from thorgen.jobs.housekeeping import apply_prune, plan_prune
+    from thorgen.jobs.store import JobStore
+    from thorgen.media.store import MediaStore
+
+    if args.older_than < 0:
+        print("thorgen: --older-than must be 0 or more days", file=sys.stderr)
+        return 2
+    database = config.data_dir / "jobs.sqlite3"
+    if not database.exists():
+        print(f"thorgen: no jobs database in {config.data_dir}", file=sys.stderr)
+        return 1
+    store = JobStore(database)
+    try:
+        media = MediaStore(config.data_dir / "files")
+        plan = plan_prune(store, media, args.older_than)
+        verb = "would remove" if args.dry_run else "removing"
+        for job_id, endpoint_id, finished_at in plan.jobs:
+            finished = datetime.datetime.fromtimestamp(finished_at).isoformat(timespec="seconds")
+            print(f"{verb} job  {job_id}  {endpoint_id}  finished {finished}")
+        for key, size in plan.files:
+            print(f"{verb} file {key}  {size} bytes")
+        if args.dry_run:
+            print(f"dry run: {len(plan.jobs)} job(s) and {len(plan.files)} file(s) ({plan.file_bytes} bytes) "
+                  "would be removed; nothing was")
+            return 0
+        jobs, files = apply_prune(store, media, plan)
+        print(f"removed {jobs} job(s) and {files} file(s) ({plan.file_bytes} bytes)")
+        return 0
+    finally:
+        store.close()
 
 
 def _models(config: Config, args: argparse.Namespace) -> int:

@@ -72,6 +72,7 @@ _decode = msgspec.json.decode
 class JobStore:
     def __init__(self, path: Path):
         path.parent.mkdir(parents=True, exist_ok=True)
+        self.path = path
         self._lock = threading.Lock()
         self._db = sqlite3.connect(path, check_same_thread=False, isolation_level=None)
         self._db.execute("PRAGMA journal_mode=WAL")
@@ -198,6 +199,54 @@ class JobStore:
         with self._lock:
             rows = self._db.execute("SELECT state, COUNT(*) FROM jobs GROUP BY state").fetchall()
         return {state: count for state, count in rows}
+
+    # -- housekeeping (thorgen files prune, /info) --------------------------------------------
+
+    def completed_before(self, cutoff: float) -> list[tuple[str, str, float]]:
+        """(id, endpoint id, finished_at) of every job COMPLETED before ``cutoff``, oldest first."""
+        with self._lock:
+            rows = self._db.execute(
+                "SELECT id, endpoint_id, finished_at FROM jobs WHERE state = ? AND finished_at < ? ORDER BY seq",
+                (JobState.COMPLETED.value, cutoff),
+            ).fetchall()
+        return [(job_id, endpoint_id, finished_at) for job_id, endpoint_id, finished_at in rows]
+
+    def stored_documents(self) -> list[tuple[str, bytes, bytes | None]]:
+        """(id, input JSON, output JSON) of every job, undecoded: for finding the files jobs name."""
+        with self._lock:
+            return self._db.execute(
+                "SELECT id, COALESCE((SELECT input FROM job_inputs WHERE job_id = jobs.id), jobs.input), output "
+                "FROM jobs").fetchall()
+
+    def delete_jobs(self, job_ids: list[str]) -> int:
+        """Remove jobs and their logs in one transaction; only COMPLETED jobs are ever removed."""
+        removed = 0
+        with self._state_change() as db:
+            db.execute("BEGIN IMMEDIATE")
+            try:
+                for job_id in job_ids:
+                    cursor = db.execute("DELETE FROM jobs WHERE id = ? AND state = ?",
+                                        (job_id, JobState.COMPLETED.value))
+                    if cursor.rowcount:
+                        db.execute("DELETE FROM job_inputs WHERE job_id = ?", (job_id,))
+                        db.execute("DELETE FROM logs WHERE job_id = ?", (job_id,))
+                        removed += 1
+                db.execute("COMMIT")
+            except BaseException:
+                if db.in_transaction:
+                    db.execute("ROLLBACK")
+                raise
+        return removed
+
+    def database_bytes(self) -> int:
+        """The database's size on disk, its write-ahead log included."""
+        total = 0
+        for suffix in ("", "-wal", "-shm"):
+            try:
+                total += self.path.with_name(self.path.name + suffix).stat().st_size
+            except FileNotFoundError:
+                pass
+        return total
 
 
 def _job(row: tuple[Any, ...]) -> Job:

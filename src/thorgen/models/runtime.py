@@ -12,6 +12,8 @@ model (the utility lane) never wait.
 from __future__ import annotations
 
 import logging
+import os
+import sys
 import threading
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -26,6 +28,7 @@ log = logging.getLogger("thorgen.models")
 
 TINY_NOTE = ("tiny mode: every model is a tiny random-weight checkpoint running on the CPU in fp32; "
              "outputs are noise, not pictures, video or sound")
+CPU_SWITCH_INTERVAL_S = 0.001  # see ModelRuntime._set_cpu_threads
 
 
 class ModelRuntime:
@@ -34,8 +37,10 @@ class ModelRuntime:
         self.ready = threading.Event()
         self.refused: dict[str, str] = {}  # model -> why it can never load here
         self.device: dict[str, Any] = {}
+        self.cpu_threads: dict[str, Any] | None = None  # what torch was told, once torch is imported
         self._swapper: ModelSwapper | None = None
         self._lock = threading.Lock()
+        self._threads_lock = threading.Lock()
         self._thread: threading.Thread | None = None
 
     # -- start -------------------------------------------------------------------------------
@@ -47,6 +52,7 @@ class ModelRuntime:
     def _warm_up(self) -> None:
         try:
             if self.config.runtime.tiny:
+                self._set_cpu_threads()  # writing the tiny models already runs torch on the CPU
                 write_missing_tiny(self.config)
             installed = [name for name in self.config.models if model_status(self.config, name).installed]
             if not installed:
@@ -93,6 +99,7 @@ class ModelRuntime:
         from thorgen.models.loaders import Loader
         from thorgen.models.memory import compute_budget, device_info
 
+        self._set_cpu_threads()
         info = device_info()
         runtime = self.config.runtime
         budget = compute_budget(runtime.budget_bytes, runtime.budget_fraction, info)
@@ -118,6 +125,44 @@ class ModelRuntime:
         return (self.config.runtime.tiny and self._thread is not None and not self.ready.is_set()
                 and name in self.config.models)
 
+    def _set_cpu_threads(self) -> None:
+        """When models run on the CPU, leave one core to the event loop and the utility lane.
+
+        By default torch runs every matmul on all cores, so while a model works on the CPU (tiny mode,
+        or a machine without CUDA) status polls and ffmpeg jobs wait for a core: on a 2-core box a
+        poll's p99 went from milliseconds to seconds. The setting is process-wide, so it is made once,
+        before torch first computes. With CUDA, torch's CPU threads only feed the GPU: left alone.
+
+        The same holds for the GIL: a pipeline's Python between torch calls holds it, and every
+        request the event loop serves waits for it several times (socket, thread hop, reply), each
+        time up to the switch interval. 1 ms instead of Python's 5 ms keeps those waits short
+        (bench_load: busy status-poll p99 roughly a third) for a negligible cost to the model.
+        """
+        with self._threads_lock:
+            if self.cpu_threads is not None:
+                return
+            import torch
+
+            cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+            on_cpu = self.config.runtime.tiny or not torch.cuda.is_available()
+            if on_cpu:
+                sys.setswitchinterval(CPU_SWITCH_INTERVAL_S)
+                torch.set_num_threads(max(1, cores - 1))
+                try:
+                    torch.set_num_interop_threads(max(1, cores - 1))
+                except RuntimeError:  # only settable before torch's first parallel work; keep what it has
+                    pass
+            intra_op, inter_op = torch.get_num_threads(), torch.get_num_interop_threads()
+            self.cpu_threads = {"cores": cores, "models_on": "cpu" if on_cpu else "cuda", "limited": on_cpu,
+                                "intra_op": intra_op, "inter_op": inter_op,
+                                "gil_switch_interval_s": sys.getswitchinterval()}
+        if on_cpu:
+            log.info("models run on the CPU: torch uses %d of %d cores (%d inter-op), leaving one to the "
+                     "event loop and the utility lane; GIL switch interval %g s", intra_op, cores, inter_op,
+                     CPU_SWITCH_INTERVAL_S)
+        else:
+            log.info("models run on CUDA: torch's CPU threads left at %d", intra_op)
+
     @contextmanager
     def lease(self, name: str) -> Iterator[Lease]:
         self.wait_until_warm()
@@ -140,7 +185,7 @@ class ModelRuntime:
 
     def snapshot(self) -> dict[str, Any]:
         data: dict[str, Any] = {"ready": self.ready.is_set(), "tiny": self.config.runtime.tiny,
-                                "refused": dict(self.refused)}
+                                "refused": dict(self.refused), "cpu_threads": self.cpu_threads}
         if self.config.runtime.tiny:
             data["note"] = TINY_NOTE
         if self._swapper is None:

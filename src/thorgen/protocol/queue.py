@@ -6,14 +6,15 @@ owner/alias only, so every lookup is by request id.
 
 from __future__ import annotations
 
-import asyncio
 import re
 import time
 import urllib.parse
-from collections.abc import AsyncGenerator
-from typing import Any
+from collections.abc import AsyncGenerator, Callable
+from functools import partial
+from typing import Any, TypeVar
 
 import msgspec
+from anyio import to_thread
 from litestar import Request, Response
 from litestar.response import ServerSentEvent
 from litestar.response.sse import ServerSentEventMessage
@@ -24,12 +25,24 @@ from thorgen.jobs.service import CancelOutcome, JobService
 from thorgen.protocol.call import FalCall
 from thorgen.protocol.responses import decode_json, error_response, json_response
 
+_T = TypeVar("_T")
+
 _REQUEST_PATH = re.compile(r"^(?P<app>.+?)/requests/(?P<id>[^/]+)(?P<tail>/status/stream|/status|/cancel)?$")
 # thorgen issues request ids as str(uuid4()). Anything else cannot name a job, and must never be
 # looked up or echoed into a header (a non-Latin-1, NUL or CR/LF id would break the response).
 _REQUEST_ID = re.compile(r"^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$", re.IGNORECASE)
 _TRUE = {"1", "true", "yes"}
 _SSE_HEADERS = {"cache-control": "no-cache", "x-accel-buffering": "no"}
+
+
+async def off_loop(function: Callable[..., _T], *args: Any) -> _T:
+    """Run a call that touches the job store in a worker thread, never on the event loop.
+
+    A store read or write can wait on SQLite's lock (a lane committing a result, a checkpoint, a slow
+    disk) or decode a large row; on the loop that stalls every other request and stream. anyio's
+    default limiter bounds the threads (40), so a flood of polls queues instead of multiplying.
+    """
+    return await to_thread.run_sync(partial(function, *args))
 
 
 class QueueApi:
@@ -46,21 +59,21 @@ class QueueApi:
                 raise FalError(f"Use POST to submit to {call.path!r}", status=405, error_type="method_not_allowed")
             webhook = _webhook(call.query.get("fal_webhook"))
             if webhook is not None:  # may resolve a host name: off the event loop
-                await asyncio.to_thread(self.service.webhooks.check, webhook)
-            return self.submit(call, request, body, webhook)
+                await off_loop(self.service.webhooks.check, webhook)
+            return await off_loop(self.submit, call, request, body, webhook)
         request_id, tail = match.group("id"), match.group("tail") or ""
         if tail == "/cancel":
             if method not in ("PUT", "POST"):
                 raise FalError("Use PUT to cancel", status=405, error_type="method_not_allowed")
-            return self.cancel(_checked_request_id(request_id))
+            return await off_loop(self.cancel, _checked_request_id(request_id))
         if method not in ("GET", "HEAD"):
             raise FalError(f"Use GET on {call.path!r}", status=405, error_type="method_not_allowed")
         request_id = _checked_request_id(request_id)
         if tail == "/status/stream":
-            return self.stream_status(call, request_id)
+            return await off_loop(self.stream_status, call, request_id)
         if tail == "/status":
-            return self.status(call, request_id)
-        return self.result(request_id)
+            return await off_loop(self.status, call, request_id)
+        return await off_loop(self.result, request_id)
 
     # -- submit ------------------------------------------------------------------------------
 
@@ -114,9 +127,7 @@ class QueueApi:
             last = b""
             while True:
                 seen = feed.version(job.id)
-                current = self.service.get(job.id)
-                assert current is not None
-                encoded = msgspec.json.encode(self.status_body(call, current, with_logs))
+                current, encoded = await off_loop(self._status_event, call, job.id, with_logs)
                 if encoded != last:
                     last = encoded
                     yield ServerSentEventMessage(data=encoded.decode())
@@ -126,6 +137,11 @@ class QueueApi:
                     yield ServerSentEventMessage(data=None, comment="keep-alive")
 
         return ServerSentEvent(events(), status_code=200, headers={**_SSE_HEADERS, "x-fal-request-id": job.id})
+
+    def _status_event(self, call: FalCall, job_id: str, with_logs: bool) -> tuple[Job, bytes]:
+        """One wake-up of a status stream: the job re-read and its status encoded, in one thread hop."""
+        job = self._job(job_id)
+        return job, msgspec.json.encode(self.status_body(call, job, with_logs))
 
     # -- result and cancel -------------------------------------------------------------------
 
@@ -157,13 +173,13 @@ class QueueApi:
         if self.service.registry.find(endpoint_id) is None and endpoint_id.endswith("/stream"):
             endpoint_id, streaming = endpoint_id[: -len("/stream")], True
         raw = decode_json(body)  # routes.dispatch lets only POST reach a run
-        job = self.service.submit(endpoint_id, raw, base_url=call.base_url,
-                                  priority=_priority(request.headers.get("x-fal-queue-priority")))
+        job = await off_loop(partial(self.service.submit, endpoint_id, raw, base_url=call.base_url,
+                                     priority=_priority(request.headers.get("x-fal-queue-priority"))))
         if streaming:
             return self._run_stream(job.id)
         finished = await self._wait(job.id)
         if finished.state is not JobState.COMPLETED:
-            self.service.cancel(job.id)
+            await off_loop(self.service.cancel, job.id)
             raise FalError(f"Request did not finish within {self.run_timeout_s:.0f} s; it was cancelled",
                            status=504, error_type="request_timeout")
         return self.output_response(finished)
@@ -183,7 +199,7 @@ class QueueApi:
         deadline = time.monotonic() + self.run_timeout_s
         while True:
             seen = self.service.feed.version(job_id)
-            job = self._job(job_id)
+            job = await off_loop(self._job, job_id)
             if job.state is JobState.COMPLETED or time.monotonic() > deadline:
                 return job
             await self.service.feed.wait_async(job_id, seen, min(self.keepalive_s, deadline - time.monotonic()))
