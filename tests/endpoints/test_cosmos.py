@@ -15,7 +15,7 @@ import fal_client
 import httpx
 import numpy as np
 import pytest
-from mediagen import make_image
+from mediagen import make_image, make_video
 from wire_helpers import cancel_after_first_step
 
 FAST = {"num_frames": 9, "num_inference_steps": 2}
@@ -110,11 +110,25 @@ def test_image_to_video_takes_the_images_shape_without_aspect_ratio(fal, tmp_pat
     assert_video_output(output, tmp_path, 64, 112, 9)
 
 
+def run_with_logs(fal, endpoint: str, arguments: dict) -> tuple[dict, list[str]]:
+    handle = fal.submit(endpoint, arguments=arguments)
+    output = handle.get()
+    return output, [entry["message"] for entry in fal.status(endpoint, handle.request_id, with_logs=True).logs]
+
+
 def test_ltx_multiconditioning_uses_the_first_frame_image(fal, tmp_path):
-    url = fal.upload_file(make_image(tmp_path / "wide.png", 640, 360, color=(250, 20, 20)))
-    output = fal.run("fal-ai/ltx-video-v095/multiconditioning",
-                     arguments={"prompt": "x", "images": [{"start_frame_num": 0, "image_url": url}], **FAST})
-    assert_video_output(output, tmp_path, 112, 64, 9)
+    """The first images[] entry conditions the clip: a tall image makes a tall clip (no aspect_ratio
+    given), the job says image-to-video, and another image with the same seed makes another clip."""
+    endpoint = "fal-ai/ltx-video-v095/multiconditioning"
+    clips = []
+    for name, color in [("red", (250, 20, 20)), ("blue", (20, 20, 250))]:
+        url = fal.upload_file(make_image(tmp_path / f"{name}.png", 360, 640, color=color))
+        output, logs = run_with_logs(fal, endpoint, {
+            "prompt": "x", "images": [{"start_frame_num": 0, "image_url": url}], **FAST, "seed": 11})
+        found = assert_video_output(output, tmp_path, 64, 112, 9)
+        assert any(message.startswith("image-to-video: 64x112") for message in logs), logs
+        clips.append(found["data"])
+    assert clips[0] != clips[1], "two different first frames made the same clip: the image was not used"
 
 
 def test_video_to_video_continues_a_clip(fal, tmp_path):
@@ -123,6 +137,21 @@ def test_video_to_video_continues_a_clip(fal, tmp_path):
                      arguments={"prompt": "x", "video_url": first["video"]["url"], "num_frames": 13,
                                 "num_inference_steps": 2})
     assert_video_output(output, tmp_path, 112, 64, 13)
+
+
+def test_video_to_video_is_conditioned_on_the_clip(fal, tmp_path):
+    """Same prompt and seed, two different clips to continue: two different results (a clip that is
+    read and then not handed to the pipeline would give the same clip twice)."""
+    clips = []
+    for name, color in [("red", (220, 30, 30)), ("green", (30, 220, 30))]:
+        url = fal.upload_file(make_video(tmp_path / f"{name}.mp4", 224, 128, fps=16, seconds=1.0,
+                                         with_audio=False, color=color))
+        output, logs = run_with_logs(fal, "fal-ai/cosmos-predict-2.5/video-to-video", {
+            "prompt": "x", "video_url": url, "num_frames": 13, "num_inference_steps": 2, "seed": 5})
+        found = assert_video_output(output, tmp_path, 112, 64, 13)
+        assert any(message.startswith("video-to-video: 112x64") for message in logs), logs
+        clips.append(found["data"])
+    assert clips[0] != clips[1], "two different clips made the same continuation: the clip was not used"
 
 
 @pytest.mark.parametrize(("output_type", "content_type", "format_name", "codec"), [
@@ -212,3 +241,17 @@ def test_what_thorgen_cannot_do_fails_the_job_clearly(fal, endpoint):
         handle.get()
     assert caught.value.status_code == 501
     assert "not available in thorgen" in caught.value.response.json()["detail"]
+
+
+@pytest.mark.parametrize(("endpoint", "what"), [
+    ("fal-ai/sync-lipsync", "lip sync"), ("fal-ai/sync-lipsync/image-to-video", "lip sync"),
+    ("fal-ai/topaz/upscale/video", "upscaling"), ("fal-ai/topaz/upscale/video/image-to-video", "upscaling"),
+])
+def test_what_thorgen_cannot_do_is_listed_as_unavailable_with_why(server, endpoint, what):
+    """/endpoints, /info and the start-up log do not call these ready; the listing says why."""
+    rows = {row["id"]: row for row in httpx.get(f"{server.base_url}/endpoints").json()["endpoints"]}
+    row = rows[endpoint]
+    assert row["available"] is False and "not available locally" in row["reason"] and what in row["reason"], row
+    assert httpx.get(f"{server.base_url}/info").json()["endpoints"] == sum(r["available"] for r in rows.values())
+    ready = next(line for line in server.log().splitlines() if "endpoints ready" in line)
+    assert endpoint not in ready.split(": ", 1)[-1].split(", "), ready

@@ -7,13 +7,16 @@ on the CPU in fp32, with and without a stand-in cosmos_guardrail package on the 
 
 from __future__ import annotations
 
+import os
 import shutil
 import sys
 import time
 import types
 from pathlib import Path
 
+import av
 import httpx
+import numpy as np
 import pytest
 from server_process import ServerProcess
 from test_cosmos import assert_video_output
@@ -24,7 +27,9 @@ FAST = {"num_frames": 9, "num_inference_steps": 2}
 
 
 @pytest.fixture()
-def start(server, models_dir, tmp_path):
+def start(models_dir, tmp_path):
+    """Start servers for one test. Tiny ones serve what the session's server wrote to models_dir:
+    a test that starts one asks for ``server`` too."""
     started: list[ServerProcess] = []
 
     def start(config_text: str, *, tiny: bool, env: dict[str, str] | None = None) -> ServerProcess:
@@ -40,8 +45,8 @@ def start(server, models_dir, tmp_path):
         process.stop()
 
 
-def run(server: ServerProcess, endpoint: str, body: dict) -> httpx.Response:
-    return httpx.post(f"{server.base_url}/run/{endpoint}", json=body, timeout=300)
+def run(server: ServerProcess, endpoint: str, body: dict, timeout: float = 300) -> httpx.Response:
+    return httpx.post(f"{server.base_url}/run/{endpoint}", json=body, timeout=timeout)
 
 
 def run_queued(server: ServerProcess, endpoint: str, body: dict) -> tuple[httpx.Response, list[str]]:
@@ -56,7 +61,7 @@ def run_queued(server: ServerProcess, endpoint: str, body: dict) -> tuple[httpx.
     raise AssertionError(f"{endpoint} did not finish")
 
 
-def test_predict2_makes_the_first_frame_with_text2image(start, tmp_path):
+def test_predict2_makes_the_first_frame_with_text2image(server, start, tmp_path):
     server = start("[endpoint_models]\n"
                    f'"{T2V}" = "cosmos-predict2-video2world"\n'
                    '"fal-ai/cosmos-predict-2.5/image-to-video" = "cosmos-predict2-video2world"\n'
@@ -92,9 +97,15 @@ def weights(models_dir, tmp_path, server) -> Path:
     return root
 
 
-def guarded_config(weights: Path, guardrail: bool = True) -> str:
-    return (f'[storage]\nmodels_dir = "{weights}"\n[cosmos]\nguardrail = {str(guardrail).lower()}\n'
-            '[models.cosmos-predict25]\ndevice = "cpu"\ndtype = "float32"\n')
+def guarded_config(weights: Path, guardrail: bool = True, *, cosmos: str = "", model: str = "") -> str:
+    return (f'[storage]\nmodels_dir = "{weights}"\n[cosmos]\nguardrail = {str(guardrail).lower()}\n{cosmos}'
+            f'[models.cosmos-predict25]\ndevice = "cpu"\ndtype = "float32"\n{model}')
+
+
+def with_fake_guardrail() -> dict[str, str]:
+    """The stand-in cosmos_guardrail first on the server's path, this checkout's sources after it
+    (a PYTHONPATH of the fakes alone would run whatever thorgen the virtualenv has installed)."""
+    return {"PYTHONPATH": os.pathsep.join([str(FAKES), *filter(None, [os.environ.get("PYTHONPATH")])])}
 
 
 def test_without_the_guardrail_package_cosmos_is_refused_clearly(start, weights):
@@ -110,15 +121,73 @@ def test_without_the_guardrail_package_cosmos_is_refused_clearly(start, weights)
     assert "models pull flux-dev" in flux_reason and "cosmos_guardrail" not in flux_reason
 
 
-def test_the_guardrail_checks_prompts_in_the_server(start, weights):
-    server = start(guarded_config(weights), tiny=False, env={"PYTHONPATH": str(FAKES)})
+def loaded_bytes(server: ServerProcess) -> int:
+    loaded = {m["name"]: m for m in httpx.get(f"{server.base_url}/info").json()["runtime"]["loaded"]}
+    return int(loaded["cosmos-predict25"]["bytes"])
+
+
+def test_the_guardrail_checks_prompts_in_the_server_and_is_counted_in_the_models_size(start, weights):
+    """The prompt check refuses in the server. The same weights preloaded with the guardrail on, then
+    off: the model is larger by exactly the stand-in guardrail's 1000 float32 (4000 bytes), so the
+    swapper budgets and frees the guardrail with Cosmos."""
+    preload = "preload = true\n"
+    server = start(guarded_config(weights, model=preload), tiny=False, env=with_fake_guardrail())
     blocked = run(server, T2V, {"prompt": "something forbidden", **FAST})
     assert blocked.status_code == 422, blocked.text
     assert blocked.json()["detail"][0]["type"] == "content_policy_violation"
     assert blocked.json()["detail"][0]["loc"] == ["body", "prompt"]
-    loaded = {m["name"]: m for m in httpx.get(f"{server.base_url}/info").json()["runtime"]["loaded"]}
-    tiny_bytes = 600_000  # the tiny Predict2.5 alone is about this; the guardrail's 4000-byte buffer adds
-    assert loaded["cosmos-predict25"]["bytes"] > tiny_bytes
+    guarded = loaded_bytes(server)
+    server.stop()
+    plain = loaded_bytes(start(guarded_config(weights, guardrail=False, model=preload), tiny=False))
+    assert guarded - plain == 1000 * 4, (guarded, plain)
+
+
+@pytest.fixture()
+def roomy_weights(tmp_path) -> Path:
+    """A tiny Predict2.5 whose position embedding reaches 480p (832x480: 52x30 patches), written as
+    if pulled: outside tiny mode clips have the configured resolution, and the guardrail runs."""
+    from thorgen.models import cosmos as cosmos_models
+    from thorgen.models.tiny import write_tiny
+
+    root = tmp_path / "roomy"
+    patch = pytest.MonkeyPatch()
+    patch.setattr(cosmos_models, "TINY_MAX_SIZE", (8, 64, 112))  # latent (frames, height, width)
+    try:
+        write_tiny(cosmos_models.build_cosmos2_5, root / "cosmos-predict25")
+    finally:
+        patch.undo()
+    return root
+
+
+def decoded_frames(url: str, tmp_path: Path) -> np.ndarray:
+    response = httpx.get(url)
+    assert response.status_code == 200, url
+    path = tmp_path / "checked.mp4"
+    path.write_bytes(response.content)
+    with av.open(str(path)) as container:
+        return np.stack([frame.to_ndarray(format="rgb24") for frame in container.decode(video=0)])
+
+
+@pytest.mark.timeout(1800)  # two 480p clips (the smallest size outside tiny mode): minutes on a busy CPU
+def test_the_guardrail_checks_every_clip_in_the_server(start, roomy_weights, tmp_path):
+    """Generated clips go through the guardrail's video check inside the server. The stand-in blacks
+    out every clip (as a face blur changes one) and refuses any clip of exactly 13 frames."""
+    server = start(guarded_config(roomy_weights, cosmos='resolution = "480p"\n'), tiny=False,
+                   env=with_fake_guardrail())
+    cheap = {"num_frames": 9, "num_inference_steps": 1, "guidance_scale": 1.0}
+    changed = run(server, T2V, {"prompt": "a harbour at dawn", **cheap, "seed": 1}, timeout=800)
+    assert changed.status_code == 200, changed.text
+    video = changed.json()["video"]
+    assert (video["width"], video["height"], video["num_frames"]) == (832, 480, 9)
+    frames = decoded_frames(video["url"], tmp_path)
+    assert frames.shape == (9, 480, 832, 3)
+    # What the guardrail returned is what was stored: every frame black (H.264 may leave a few levels).
+    assert int(frames.max()) <= 8, f"the stored clip is not the guardrail's: max level {frames.max()}"
+
+    blocked = run(server, T2V, {"prompt": "a harbour at dawn", **cheap, "num_frames": 13}, timeout=800)
+    assert blocked.status_code == 422, blocked.text
+    assert blocked.json()["error_type"] == "content_policy_violation"
+    assert "blocked the generated video" in blocked.json()["detail"]
 
 
 def test_the_guardrail_checks_and_may_change_the_frames():

@@ -77,7 +77,11 @@ def test_aspect_ratio_when_no_image_size(fal):
     output = fal.run("fal-ai/flux-pro/v1.1-ultra", arguments={"prompt": "x", "aspect_ratio": "9:16",
                                                               "num_inference_steps": 1})
     image = output["images"][0]
-    assert image["width"] < image["height"] and image["width"] % 16 == 0 and image["height"] % 16 == 0
+    width, height = image["width"], image["height"]
+    assert width % 16 == 0 and height % 16 == 0
+    # 9:16 itself (within the rounding of each side to 16 pixels), at about one megapixel.
+    assert abs(width / height - 9 / 16) <= 16 / height, (width, height)
+    assert width * height == pytest.approx(1024 * 1024, rel=0.05), (width, height)
 
 
 def test_same_seed_same_image_and_seed_echoed(fal):
@@ -115,6 +119,19 @@ def test_image_to_image_follows_the_input_image(fal, tmp_path):
         "image_url": url, "prompt": "make it red", "strength": 0.5, "num_inference_steps": 4, "seed": 7},
         with_logs=True)
     assert_fal_image_output(output, 1, 208, 128, "image/jpeg", "make it red")
+
+
+def test_image_to_image_output_depends_on_the_input_image(fal, tmp_path):
+    """Same prompt, seed and strength, two different input images: two different outputs (an input
+    replaced by anything fixed, such as grey, would give the same image twice)."""
+    pictures = []
+    for name, color in [("red", (230, 30, 30)), ("blue", (30, 30, 230))]:
+        url = fal.upload_file(make_image(tmp_path / f"{name}.png", width=128, height=128, color=color))
+        output = fal.run("fal-ai/flux/dev/image-to-image", arguments={
+            "image_url": url, "prompt": "same", "strength": 0.5, "num_inference_steps": 2, "seed": 7,
+            "output_format": "png"})
+        pictures.append(np.asarray(fetch_image(output["images"][0]["url"]).convert("RGB"), dtype=np.int16))
+    assert not np.array_equal(pictures[0], pictures[1])
 
 
 def test_step_logs_and_queue_updates(fal):

@@ -101,3 +101,35 @@ def test_unavailable_reason_names_every_missing_piece_once_and_short(tmp_path):
     if reason.count("thorgen[guardrail]"):  # cosmos_guardrail is not installed here
         assert reason.count("thorgen[guardrail]") == 1 and "guardrail = false" not in reason
     assert len(reason) - len(str(tmp_path)) < 320  # it was over 400 with the licence paragraph in it
+
+
+NOT_LOCAL = ["fal-ai/sync-lipsync", "fal-ai/sync-lipsync/image-to-video", "fal-ai/topaz/upscale/video",
+             "fal-ai/topaz/upscale/video/image-to-video"]
+
+
+def test_endpoints_no_local_model_does_are_listed_unavailable_yet_still_take_jobs(tmp_path):
+    """Listed as unavailable, with why; still accepted, so the job fails with its 501 and the editor
+    shows a failed item rather than nothing."""
+    registry = Registry(Config(storage=StorageConfig(data_dir=str(tmp_path), models_dir=str(tmp_path))))
+    rows = {row["id"]: row for row in registry.listing()}
+    for endpoint_id in NOT_LOCAL:
+        assert rows[endpoint_id]["available"] is False, rows[endpoint_id]
+        assert "not available locally" in rows[endpoint_id]["reason"]
+        assert registry.require(endpoint_id).lane == "utility"
+    assert rows["fal-ai/ffmpeg-api/compose"]["available"] is True
+
+
+def test_thorgen_endpoints_says_which_are_unavailable(tmp_path):
+    import os
+    import subprocess
+    import sys
+
+    env = {**os.environ, "THORGEN_CONFIG": "", "THORGEN_STORAGE__MODELS_DIR": str(tmp_path)}
+    done = subprocess.run([sys.executable, "-m", "thorgen", "endpoints"], capture_output=True, text=True,
+                          timeout=120, env=env)
+    assert done.returncode == 0, done.stderr
+    lines = {endpoint_id: [line for line in done.stdout.splitlines() if endpoint_id + " " in line + " "]
+             for endpoint_id in ("fal-ai/sync-lipsync", "fal-ai/topaz/upscale/video", "fal-ai/ffmpeg-api/compose")}
+    assert "unavailable" in lines["fal-ai/sync-lipsync"][0] and "lip sync" in lines["fal-ai/sync-lipsync"][0]
+    assert "unavailable" in lines["fal-ai/topaz/upscale/video"][0]
+    assert "unavailable" not in lines["fal-ai/ffmpeg-api/compose"][0]

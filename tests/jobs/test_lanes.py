@@ -13,8 +13,11 @@ def test_normal_runs_before_low_then_fifo():
     gate = threading.Event()
     done = threading.Event()
 
+    started = threading.Event()
+
     def execute(job_id: str) -> None:
         if job_id == "blocker":
+            started.set()
             gate.wait(5)
         ran.append(job_id)
         if len(ran) == 5:
@@ -23,8 +26,7 @@ def test_normal_runs_before_low_then_fifo():
     lane = Lane("gpu", 1, execute)
     lane.start()
     lane.put("blocker", Priority.NORMAL, 0)
-    while lane.busy == 0:  # the worker has the blocker; the rest queue behind it
-        threading.Event().wait(0.01)
+    assert started.wait(5)  # the worker has the blocker; the rest queue behind it
     lane.put("low-1", Priority.LOW, 1)
     lane.put("normal-1", Priority.NORMAL, 2)
     lane.put("low-2", Priority.LOW, 3)

@@ -57,8 +57,9 @@ def make_service(tmp_path) -> tuple[JobService, dict[str, int]]:
         Endpoint("test/bystander", Ask, Answer, use_bystander, "gpu", "loads another model", model="bystander"),
     ])
     service = JobService(config, registry)
-    service.runtime._swapper = ModelSwapper(  # real swapper, small real modules
-        Budget(100 * MB, "test"), lambda name: torch.nn.Linear(256, 256), lambda name: 300_000)
+    service.runtime._swapper = ModelSwapper(  # real swapper, small real modules; the bystander is pinned
+        Budget(100 * MB, "test"), lambda name: torch.nn.Linear(256, 256), lambda name: 300_000,
+        pinned=lambda name: name == "bystander")
     return service, attempts
 
 
@@ -69,6 +70,7 @@ def test_out_of_memory_unloads_the_others_and_retries_once(tmp_path):
     try:
         warm = service.wait(service.submit("test/bystander", {"failures": 0}).id, timeout=20)
         assert not warm.failed and service.runtime.swapper.loaded_names() == ["bystander"]
+        assert service.runtime.swapper.snapshot()["loaded"][0]["pinned"] is True
         job = service.wait(service.submit("test/worker", {"failures": 1}).id, timeout=20)
         assert job.state is JobState.COMPLETED and not job.failed, job.error
         assert job.output == {"attempts": 2, "loaded_during_success": ["worker"]}
@@ -89,5 +91,19 @@ def test_out_of_memory_twice_fails_clearly_and_the_lane_goes_on(tmp_path):
         assert attempts[job.id] == 2  # retried once, not more
         after = service.wait(service.submit("test/worker", {"failures": 0}).id, timeout=20)
         assert not after.failed and after.output["attempts"] == 1
+    finally:
+        service.stop()
+
+
+def test_after_the_second_out_of_memory_nothing_stays_loaded(tmp_path):
+    """The job that ran out twice, and the pinned bystander, are all unloaded: the memory is back."""
+    service, attempts = make_service(tmp_path)
+    service.start()
+    try:
+        warm = service.wait(service.submit("test/bystander", {"failures": 0}).id, timeout=20)
+        assert not warm.failed and service.runtime.swapper.loaded_names() == ["bystander"]
+        job = service.wait(service.submit("test/worker", {"failures": 5}).id, timeout=20)
+        assert job.failed and job.error_type == "out_of_memory" and attempts[job.id] == 2
+        assert service.runtime.swapper.loaded_names() == [] and service.runtime.swapper.held == 0
     finally:
         service.stop()

@@ -305,6 +305,13 @@ ENDPOINTS = [
              "Not available locally: always fails with a clear error"),
 ]
 
+# Listed as unavailable (with this reason) in /endpoints, `thorgen endpoints` and the start log.
+NOT_LOCAL = {
+    "fal-ai/sync-lipsync": "no local model does lip sync; a job is accepted and then fails with 501",
+    "fal-ai/topaz/upscale/video": "no local model does video upscaling; a job is accepted and then fails "
+                                  "with 501",
+}
+
 # The editor's video ids (starter-kit.md §2.2), each also with the "/image-to-video" it appends.
 EDITOR_VIDEO_IDS = [
     "fal-ai/minimax/video-01-live", "fal-ai/hunyuan-video", "fal-ai/kling-video/v1.5/pro",

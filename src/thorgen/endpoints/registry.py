@@ -26,6 +26,11 @@ class Registry:
         self.aliases = {alias: target for f in FAMILIES for alias, target in getattr(f, "ALIASES", {}).items()
                         if target in self._by_id}
         self.aliases.update(config.aliases)
+        # Ids a family answers but can never serve here (a family's NOT_LOCAL: id -> why). They are
+        # listed as unavailable, yet still take jobs, which fail with the family's own error: the
+        # editor shows a failed item rather than nothing.
+        self.not_local = {endpoint_id: why for f in FAMILIES for endpoint_id, why in
+                          getattr(f, "NOT_LOCAL", {}).items() if endpoint_id in self._by_id}
         for alias, target in self.aliases.items():
             if target not in self._by_id:
                 raise ValueError(f"aliases.{alias}: target {target!r} is not an endpoint thorgen has")
@@ -47,7 +52,7 @@ class Registry:
         if extra:
             raise FalError(f"Endpoint '{endpoint_id}' cannot run: {extra}", status=424,
                            error_type="extra_not_installed")
-        reason = self.unavailable_reason(endpoint)
+        reason = self._model_missing(endpoint)
         if reason:
             # 424 Failed Dependency: the endpoint exists but its model is missing. Not 503, which
             # fal's JS client would retry.
@@ -59,6 +64,13 @@ class Registry:
         return self.config.endpoint_models.get(endpoint.id, endpoint.model)
 
     def unavailable_reason(self, endpoint: Endpoint) -> str | None:
+        """Why an endpoint cannot produce an output now (None: it can), for listings and the start log."""
+        not_local = self.not_local.get(endpoint.id)
+        if not_local:
+            return f"Endpoint '{endpoint.id}' is not available locally: {not_local}"
+        return self._model_missing(endpoint)
+
+    def _model_missing(self, endpoint: Endpoint) -> str | None:
         name = self.model_for(endpoint)
         if name is None:
             return None

@@ -33,18 +33,21 @@ log = logging.getLogger("thorgen.models")
 class ModelTooLarge(FalError):
     def __init__(self, name: str, need: int, budget: Budget):
         super().__init__(
-            f"Model '{name}' needs {_gib(need)} but the whole model memory budget is {_gib(budget.bytes)} "
+            f"Model '{name}' needs {_size(need)} but the whole model memory budget is {_size(budget.bytes)} "
             f"({budget.how}). Raise runtime.budget_fraction or runtime.budget_bytes, or use a smaller "
             "dtype or model.",
             status=507, error_type="model_too_large")
 
 
 class NoRoom(FalError):
-    def __init__(self, name: str, need: int, held_by: dict[str, int], budget: Budget):
-        holders = ", ".join(f"{n} {_gib(b)}" for n, b in held_by.items()) or "nothing"
+    def __init__(self, name: str, need: int, held_by: dict[str, int], budget: Budget, *, measured: bool = False):
+        self.held_by = held_by
+        holders = ", ".join(f"{n} {_size(b)}" for n, b in held_by.items()) or "nothing"
+        # measured: the model was loaded, found larger than its estimate, and unloaded again.
+        how = " (measured after loading; it was unloaded again)" if measured else ""
         super().__init__(
-            f"Model '{name}' needs {_gib(need)}, but models that cannot be unloaded now (pinned or in "
-            f"use: {holders}) leave too little of the {_gib(budget.bytes)} budget",
+            f"Model '{name}' needs {_size(need)}{how}, but models that cannot be unloaded now (pinned or in "
+            f"use: {holders}) leave too little of the {_size(budget.bytes)} budget",
             status=507, error_type="insufficient_memory")
 
 
@@ -190,29 +193,39 @@ class ModelSwapper:
         self._loaded[name] = loaded
         self.stats.loads += 1
         self.stats.load_seconds[name] = seconds
-        log.info("loaded model %s: %s in %.2f s (held now %s of %s)", name, _gib(size), seconds,
-                 _gib(self.held), _gib(self.budget.bytes))
+        log.info("loaded model %s: %s in %.2f s (held now %s of %s)", name, _size(size), seconds,
+                 _size(self.held), _size(self.budget.bytes))
         if size > self.budget.bytes:
             self._unload(loaded)
             raise ModelTooLarge(name, size, self.budget)
         if self.held > self.budget.bytes:  # the estimate was low: make room after the fact
-            self._make_room(name, 0)
+            try:
+                self._make_room(name, size)
+            except NoRoom as exc:
+                # Nothing more can go: this model is the one that must, or the budget would not hold.
+                self._unload(loaded)
+                raise NoRoom(name, size, exc.held_by, self.budget, measured=True) from None
         self.stats.peak_held = max(self.stats.peak_held, self.held)
         return loaded
 
     def _make_room(self, name: str, need: int) -> None:
-        """Evict least recently used, unleased, unpinned models until ``need`` more bytes fit."""
+        """Evict least recently used, unleased, unpinned models other than ``name`` until ``need``
+        bytes fit beside them (``name`` itself, if already loaded, is not counted)."""
         candidates = sorted((m for m in self._loaded.values() if not m.leases and not m.pinned
                              and m.name != name), key=lambda m: m.last_used)
+
+        def others() -> int:
+            return sum(m.bytes for m in self._loaded.values() if m.name != name)
+
         freed_any = False
-        while self.held + need > self.budget.bytes and candidates:
+        while others() + need > self.budget.bytes and candidates:
             victim = candidates.pop(0)
-            log.info("unloading model %s (%s) to make room for %s", victim.name, _gib(victim.bytes), name)
+            log.info("unloading model %s (%s) to make room for %s", victim.name, _size(victim.bytes), name)
             self._unload(victim, collect=False)
             freed_any = True
         if freed_any:
             release_memory()
-        if self.held + need > self.budget.bytes:
+        if others() + need > self.budget.bytes:
             held_by = {m.name: m.bytes for m in self._loaded.values() if m.name != name}
             raise NoRoom(name, need, held_by, self.budget)
 
@@ -237,7 +250,7 @@ class ModelSwapper:
                         "its memory did not come back", loaded.name, len(alive))
         elif before is not None and after is not None and before - after < 0.5 * loaded.bytes:
             log.warning("model %s was unloaded but CUDA memory fell by only %s of %s", loaded.name,
-                        _gib(before - after), _gib(loaded.bytes))
+                        _size(before - after), _size(loaded.bytes))
         return loaded.bytes
 
     def snapshot(self) -> dict[str, Any]:
@@ -273,5 +286,8 @@ def _weak_modules(pipeline: Any) -> list[weakref.ref[Any]]:
     return refs
 
 
-def _gib(value: int) -> str:
-    return f"{value / 1024**3:.2f} GiB"
+def _size(value: int) -> str:
+    """Bytes as GiB, or as MiB below 1 GiB so small models never read as "0.00 GiB"."""
+    if abs(value) >= 1024**3:
+        return f"{value / 1024**3:.2f} GiB"
+    return f"{value / 1024**2:.2f} MiB"
