@@ -62,9 +62,9 @@ class StallingStore(JobStore):
         self._stall("add", job.id)
         return super().add(job)
 
-    def get(self, job_id: str) -> Job | None:
+    def get(self, job_id: str, *, with_input: bool = False) -> Job | None:
         self._stall("get", job_id)
-        return super().get(job_id)
+        return super().get(job_id, with_input=with_input)
 
 
 @contextmanager
