@@ -43,10 +43,15 @@ export function renderMachine(info, extra) {
     el("div", { class: "lane", "data-lane": name },
       el("strong", {}, name), ` ${lane.busy}/${lane.workers} busy · ${lane.queued} queued`)));
 
-  const disk = extra?.disk;
+  // /info's own disk block where this thorgen has one (files, database); else the data disk's totals.
+  const disk = info.disk;
+  const volume = extra?.disk;
   document.getElementById("disk").textContent = disk
-    ? `Disk (${disk.path}): ${bytes(disk.used_bytes)} used, ${bytes(disk.free_bytes)} free of ${bytes(disk.total_bytes)}`
-    : "";
+    ? `Disk (${disk.data_dir}): ${disk.files} files, ${bytes(disk.files_bytes)} · jobs database ${bytes(disk.database_bytes)}`
+      + ` · ${bytes(disk.free_bytes)} free`
+    : volume
+      ? `Disk (${volume.path}): ${bytes(volume.used_bytes)} used, ${bytes(volume.free_bytes)} free of ${bytes(volume.total_bytes)}`
+      : "";
 
   const loaded = new Map((runtime.loaded || []).map((model) => [model.name, model]));
   const body = document.querySelector("#models tbody");
