@@ -36,7 +36,8 @@ export function renderOutput(output, { compact = false } = {}) {
       "aria-label": `output audio ${name}` }));
     else box.append(el("a", { href: file.url, target: "_blank", rel: "noopener" }, name));
   }
-  const json = el("details", { class: "json" }, el("summary", {}, "JSON"),
+  // An output with no file to show is its JSON: open it, except in the compact job list.
+  const json = el("details", { class: "json", open: !compact && !box.childElementCount }, el("summary", {}, "JSON"),
     el("pre", {}, JSON.stringify(output, null, 2)));
   return el("div", {}, box, json);
 }

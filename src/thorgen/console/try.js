@@ -97,7 +97,7 @@ async function uploadInto(input, target, note) {
     // thorgen's own storage, fal's protocol: initiate (JSON), then PUT the bytes to the signed URL.
     const target_ = await api("/rest/storage/upload/initiate", {
       method: "POST", json: { content_type: file.type || "application/octet-stream", file_name: file.name } });
-    const put = await fetch(target_.upload_url, { method: "PUT", body: file,
+    const put = await fetch(local(target_.upload_url), { method: "PUT", body: file,
                                                   headers: { "content-type": file.type || "application/octet-stream" } });
     if (!put.ok) throw new Error(`upload failed: HTTP ${put.status}`);
     target.value = target_.file_url;
@@ -150,6 +150,9 @@ function showErrors(error) {
 }
 
 const pause = (ms) => new Promise((done) => setTimeout(done, ms));
+// thorgen builds absolute URLs on server.public_url when one is set; the page asks its own origin,
+// which its Content-Security-Policy (connect-src 'self') and the trust rules both expect.
+const local = (url) => { const parsed = new URL(url, location.href); return parsed.pathname + parsed.search; };
 
 async function run(event) {
   event.preventDefault();
@@ -167,7 +170,7 @@ async function run(event) {
     bar.removeAttribute("value"); // indeterminate until a step is logged
     status.textContent = "queued";
     for (;;) {
-      const state = await api(`${queued.status_url}?logs=1`);
+      const state = await api(`${local(queued.status_url)}?logs=1`);
       const step = [...(state.logs || [])].reverse().map((log) => /^(.+?) (\d+)\/(\d+)$/.exec(log.message)).find(Boolean);
       if (step) { bar.max = Number(step[3]); bar.value = Number(step[2]); }
       status.textContent = state.status === "IN_QUEUE" ? `queued (position ${state.queue_position ?? 0})`
@@ -175,7 +178,7 @@ async function run(event) {
       if (state.status === "COMPLETED") break;
       await pause(400);
     }
-    const result = await api(queued.response_url);
+    const result = await api(local(queued.response_url));
     bar.max = 1; bar.value = 1;
     status.textContent = "done";
     output.replaceChildren(renderOutput(result));
