@@ -16,6 +16,7 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from thorgen import __version__
 from thorgen.config import Config
+from thorgen.console import build_console_routes
 from thorgen.endpoints import cosmos
 from thorgen.endpoints.flux import SAFETY_NOTE
 from thorgen.endpoints.registry import Registry
@@ -53,13 +54,6 @@ def build_app(config: Config, service: JobService | None = None) -> Litestar:
             service.feed.attach_loop(None)
             service.stop()
 
-    @get("/", sync_to_thread=False)
-    def index() -> dict[str, Any]:
-        """Someone opened http://localhost:10000 in a browser: say what this is and where to look."""
-        return {"server": "thorgen", "version": __version__, "info": "/info", "endpoints": "/endpoints",
-                "openapi": "/openapi.json", "health": "/health", "metrics": "/metrics",
-                "fal_proxy": "/api/fal/proxy"}
-
     @get("/health", sync_to_thread=False, opt={OPEN: "liveness only"})
     def health() -> dict[str, Any]:
         return {"status": "ok"}
@@ -90,8 +84,8 @@ def build_app(config: Config, service: JobService | None = None) -> Litestar:
         return generate_latest(service.metrics.registry)
 
     app = Litestar(
-        route_handlers=[index, health, ready, info, endpoints, openapi, metrics,
-                        *build_routes(config, service, auth)],
+        route_handlers=[health, ready, info, endpoints, openapi, metrics,
+                        *build_routes(config, service, auth), *build_console_routes(service, auth)],
         lifespan=[lifespan],
         # With an API key, every route needs it unless it says (opt OPEN) what authorises it instead.
         guards=[auth.guard],

@@ -248,6 +248,25 @@ class JobStore:
                 pass
         return total
 
+    def recent(self, limit: int) -> list[dict[str, Any]]:
+        """The newest jobs, newest first, for the console's job list. Reads only the jobs table's
+        small columns: a job's input is never selected or decoded here (it may be large, and the
+        list does not show it)."""
+        with self._lock:
+            rows = self._db.execute(
+                "SELECT id, endpoint_id, lane, priority, state, output, error, error_type, error_status, "
+                "cancel_requested, created_at, started_at, finished_at FROM jobs ORDER BY seq DESC LIMIT ?",
+                (limit,),
+            ).fetchall()
+        return [
+            {"id": job_id, "endpoint_id": endpoint_id, "lane": lane, "priority": priority, "state": state,
+             "output": None if output is None else _decode(output), "error": None if error is None else _decode(error),
+             "error_type": error_type, "error_status": error_status, "cancel_requested": bool(cancel_requested),
+             "created_at": created_at, "started_at": started_at, "finished_at": finished_at}
+            for (job_id, endpoint_id, lane, priority, state, output, error, error_type, error_status,
+                 cancel_requested, created_at, started_at, finished_at) in rows
+        ]
+
 
 def _job(row: tuple[Any, ...]) -> Job:
     (seq, job_id, endpoint_id, input_, lane, priority, state, base_url, webhook_url, output, error,
