@@ -14,7 +14,6 @@ so, as is one that fails (its error is recorded), so one problem never loses the
 from __future__ import annotations
 
 import argparse
-import copy
 import gc
 import json
 import platform
@@ -92,7 +91,8 @@ def check_all(cases: list[Case]) -> dict[str, int]:
     install_torchvision_stand_ins()
     sizes: dict[str, int] = {}
     flux = bench_flux_gpu.build("meta", torch.bfloat16)
-    sizes["flux"] = sum(params_bytes(getattr(flux, n)) for n in ("transformer", "text_encoder", "text_encoder_2", "vae"))
+    sizes["flux"] = sum(params_bytes(getattr(flux, n))
+                        for n in ("transformer", "text_encoder", "text_encoder_2", "vae"))
     cosmos = bench_cosmos_gpu.build("meta", torch.bfloat16)
     sizes["cosmos"] = sum(params_bytes(getattr(cosmos, n)) for n in ("transformer", "text_encoder", "vae"))
     audio = bench_audio_gpu.build("meta", torch.float16)
@@ -189,7 +189,7 @@ def run_flux(cases: list[Case], over_budget: Callable[[Case], bool]) -> None:
         if over_budget(case):
             continue
         level = case.settings["acceleration"]
-        attempt(case, lambda: (image(level), timed(lambda: image(level)))[1])
+        attempt(case, lambda level=level: (image(level), timed(lambda: image(level)))[1])
     compile_case = by_name["compile"]
     if not over_budget(compile_case):
         def compiled() -> tuple[float, float]:
@@ -225,8 +225,6 @@ def run_flux(cases: list[Case], over_budget: Callable[[Case], bool]) -> None:
             fp8_cases[1].note = f"warm-up (compiling) {time.perf_counter() - started:.0f} s"
             return timed(lambda: image("high"))
         attempt(fp8_cases[1], fp8_compile_cache)
-    del pipe
-    release()
 
 
 def run_cosmos(cases: list[Case], over_budget: Callable[[Case], bool]) -> None:
@@ -238,10 +236,8 @@ def run_cosmos(cases: list[Case], over_budget: Callable[[Case], bool]) -> None:
         if over_budget(case):
             continue
         width, height = case.settings["size"]
-        attempt(case, lambda: timed(lambda: bench_cosmos_gpu.timed(pipe, width, height, COSMOS_FRAMES,
-                                                                    COSMOS_STEPS, 1)))
-    del pipe
-    release()
+        attempt(case, lambda width=width, height=height: timed(
+            lambda: bench_cosmos_gpu.timed(pipe, width, height, COSMOS_FRAMES, COSMOS_STEPS, 1)))
 
 
 def run_audio(cases: list[Case], over_budget: Callable[[Case], bool]) -> None:
@@ -259,8 +255,6 @@ def run_audio(cases: list[Case], over_budget: Callable[[Case], bool]) -> None:
     attempt(case, lambda: (clip(), timed(clip))[1])
     if case.seconds:
         case.note = f"{AUDIO_SECONDS / case.seconds:.1f}x real time"
-    del pipe
-    release()
 
 
 def run_swapper(cases: list[Case], over_budget: Callable[[Case], bool]) -> None:
@@ -375,6 +369,7 @@ def main() -> None:
 
     for runner in (run_flux, run_cosmos, run_audio, run_swapper, run_tests):
         runner(cases, over_budget)
+        release()  # the runner's pipeline went with its frame: hand its memory back before the next
     plain = next(c for c in cases if c.family == "flux" and c.name == "plain")
     for case in cases:
         if case.family == "flux" and case.seconds and plain.seconds:

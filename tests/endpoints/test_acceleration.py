@@ -41,20 +41,21 @@ def test_none_twice_gives_identical_bytes(fal):
     second, _ = run(fal, acceleration="none")
     assert image_bytes(first) == image_bytes(second)
     assert first["timings"]["acceleration"] == "none"
-    assert first["timings"]["transformer_passes"] == first["timings"]["transformer_passes_plain"] == 12
+    assert first["timings"]["attention_passes"] == first["timings"]["attention_passes_plain"] == 12
 
 
 @pytest.mark.parametrize("level", ["regular", "high"])
 def test_a_cache_level_skips_work_and_stays_close_to_plain(fal, level):
-    """The bound is the yardstick a cache must beat: plain with as many steps as the cache really
-    computed (the same compute). A cache that deviates more than simply taking fewer steps is not
-    worth having; one that deviates by nothing did not run."""
+    """The bound is the yardstick a cache must beat: plain with as many steps as the cache ran its
+    attention (MagCache: the same compute; TaylorSeer still runs its feed-forward layers, so for it this
+    is a little less compute). A cache that deviates more than simply taking fewer steps is not worth
+    having; one that deviates by nothing did not run."""
     _, plain = run(fal, acceleration="none")
     output, cached = run(fal, acceleration=level)
     timings = output["timings"]
     assert timings["acceleration"] == level
-    computed = timings["transformer_passes"]
-    assert timings["transformer_passes_plain"] == 12 and 0 < computed < 12, timings
+    computed = timings["attention_passes"]
+    assert timings["attention_passes_plain"] == 12 and 0 < computed < 12, timings
     _, fewer = run(fal, acceleration="none", num_inference_steps=computed)
     deviation = mean_abs(cached, plain)
     assert 0 < deviation < mean_abs(fewer, plain), (deviation, mean_abs(fewer, plain))
@@ -67,7 +68,7 @@ def test_the_job_log_names_the_method(fal):
     handle.get()
     logs = fal.status("fal-ai/flux/dev", handle.request_id, with_logs=True).logs
     lines = [entry["message"] for entry in logs if entry["message"].startswith("acceleration")]
-    assert len(lines) == 1 and "MagCache" in lines[0] and "of 12 transformer passes computed" in lines[0], lines
+    assert len(lines) == 1 and "MagCache" in lines[0] and "attention computed in 6 of 12 passes" in lines[0], lines
 
 
 def test_an_unknown_level_is_a_422_at_submit(fal):
@@ -88,7 +89,7 @@ def test_a_cache_never_leaks_into_the_next_job(fal):
                                                                "num_inference_steps": 50})
     assert len(steps) < 50
     after_cancel, _ = run(fal, acceleration="none")
-    assert after_high["timings"]["transformer_passes"] == 12
+    assert after_high["timings"]["attention_passes"] == 12
     assert image_bytes(before) == image_bytes(after_high) == image_bytes(after_regular) == image_bytes(after_cancel)
 
 
@@ -99,7 +100,7 @@ def test_image_to_image_takes_the_level(fal, tmp_path):
     arguments = {"image_url": url, "prompt": "x", "strength": 1.0, "num_inference_steps": 12, "seed": 3}
     output = fal.run("fal-ai/flux/dev/image-to-image", arguments={**arguments, "acceleration": "high"})
     assert output["timings"]["acceleration"] == "high"
-    assert 0 < output["timings"]["transformer_passes"] < output["timings"]["transformer_passes_plain"] == 12
+    assert 0 < output["timings"]["attention_passes"] < output["timings"]["attention_passes_plain"] == 12
 
 
 def test_the_models_configured_default_applies_and_a_request_wins(tmp_path, models_dir):

@@ -60,7 +60,7 @@ def cache_config(level: Level, steps: int, dtype: Any) -> Any:
 
 @dataclass
 class Accelerated:
-    """What ran: the level, the method, and how many transformer passes really computed."""
+    """What ran: the level, the method, and in how many passes the attention really ran."""
 
     level: Level
     method: str

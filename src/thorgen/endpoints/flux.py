@@ -78,11 +78,12 @@ class ImageToImageInput(_Common, kw_only=True):
 
 class Timings(Struct):
     inference: float
-    # What ran (fal's timings is an open object): the acceleration level, and how many transformer
-    # passes really computed out of how many a plain run makes.
+    # What ran (fal's timings is an open object): the acceleration level, and in how many denoising
+    # passes the transformer's attention really ran, out of how many a plain run makes. MagCache skips
+    # whole passes; TaylorSeer predicts attention outputs but still runs the feed-forward layers.
     acceleration: str = "none"
-    transformer_passes: int = 0
-    transformer_passes_plain: int = 0
+    attention_passes: int = 0
+    attention_passes_plain: int = 0
 
 
 class FluxOutput(Struct):
@@ -199,10 +200,10 @@ def _level(ctx: JobContext, args: _Common) -> Level:
 
 
 def _report(ctx: JobContext, ran: Accelerated, steps: int) -> Timings:
-    """Log and return what ran: the level, its method, the transformer passes computed."""
-    ctx.log(f"acceleration {ran.level}: {ran.method}; {ran.computed} of {steps} transformer passes computed")
-    return Timings(inference=0.0, acceleration=ran.level, transformer_passes=ran.computed,
-                   transformer_passes_plain=steps)
+    """Log and return what ran: the level, its method, the passes whose attention really ran."""
+    ctx.log(f"acceleration {ran.level}: {ran.method}; attention computed in {ran.computed} of {steps} passes")
+    return Timings(inference=0.0, acceleration=ran.level, attention_passes=ran.computed,
+                   attention_passes_plain=steps)
 
 
 def _max_sequence_length(pipe: Any, limit: int) -> int:
