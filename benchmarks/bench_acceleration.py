@@ -4,7 +4,8 @@ The pipeline is thorgen's tiny Flux (tiny CLIP/T5 encoders and VAE) with a mediu
 here: 4 double and 8 single blocks, 8 heads of 64 (71 M parameters), at 256x256 and 28 steps, a few
 seconds per plain image on two cores. Every variant runs the same prompt and seed, in rounds that take
 the variants in turn (so all of them see the same machine load); each ratio is the variant's time over
-the plain run of the same round, and the medians over the rounds are printed.
+a plain run right beside it (a pair, in alternating order), and the medians over the rounds' pairs
+are printed.
 
 - regular / high: the exact cache configurations thorgen's endpoints use (endpoints/acceleration.py).
 - fewer steps: plain with the steps that do the same linear-layer work as the cache really did (the
@@ -187,15 +188,18 @@ def main() -> None:
     for round_index in range(args.rounds):
         names = list(variants)
         names = names[round_index % len(names):] + names[:round_index % len(names)]  # rotate the order
-        started = time.perf_counter()
-        plain()
-        plain_seconds = time.perf_counter() - started
         for name in names:
-            started = time.perf_counter()
-            variants[name]()
-            ratios[name].append((time.perf_counter() - started) / plain_seconds)
-        print(f"round {round_index + 1}: plain {plain_seconds:.2f} s; "
-              + ", ".join(f"{name} {ratios[name][-1]:.2f}" for name in variants))
+            # A pair: plain and the variant back to back, in alternating order, so a burst of load
+            # from elsewhere hits one pair, not every ratio of the round.
+            pair = (plain, variants[name]) if round_index % 2 == 0 else (variants[name], plain)
+            seconds = []
+            for call in pair:
+                started = time.perf_counter()
+                call()
+                seconds.append(time.perf_counter() - started)
+            plain_seconds, variant_seconds = seconds if round_index % 2 == 0 else seconds[::-1]
+            ratios[name].append(variant_seconds / plain_seconds)
+        print(f"round {round_index + 1}: " + ", ".join(f"{name} {ratios[name][-1]:.2f}" for name in variants))
 
     print(f"\nafter the rounds: {load_now()}")
     print(f"{'variant':18} {'time/plain':>10} {'compute':>8} {'attention':>10} {'deviation':>10}")
