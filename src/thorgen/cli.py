@@ -38,6 +38,9 @@ def main(argv: list[str] | None = None) -> int:
     pull.add_argument("name")
     tiny = model_commands.add_parser("tiny", help="write tiny random-weight models of every family, offline")
     tiny.add_argument("--force", action="store_true", help="rewrite ones already there")
+    verify = model_commands.add_parser("verify", help="check an installed model is complete (exit 1 if not)")
+    verify.add_argument("name")
+    verify.add_argument("--tiny", action="store_true", help="check the tiny model of that name instead")
 
     run = commands.add_parser("run", help="run one job in-process and print its output JSON")
     run.add_argument("endpoint", help="endpoint id, e.g. fal-ai/ffmpeg-api/metadata")
@@ -291,6 +294,8 @@ def _files(config: Config, args: argparse.Namespace) -> int:
 def _models(config: Config, args: argparse.Namespace) -> int:
     if args.models_command == "list":
         return _models_list(config)
+    if args.models_command == "verify":
+        return _models_verify(config, args)
     if args.models_command == "tiny":
         from thorgen.models.runtime import as_tiny, write_missing_tiny
 
@@ -309,6 +314,22 @@ def _models(config: Config, args: argparse.Namespace) -> int:
         return 1
     print(f"{args.name} is installed in {target}")
     return 0
+
+
+def _models_verify(config: Config, args: argparse.Namespace) -> int:
+    from thorgen.models.runtime import as_tiny
+    from thorgen.models.verify import verify_model_folder
+
+    checked = as_tiny(config) if args.tiny else config
+    if args.name not in checked.models:
+        print(f"thorgen: no [models.{args.name}] is configured (see `thorgen models list`)", file=sys.stderr)
+        return 1
+    path = checked.model_path(args.name)
+    problems = verify_model_folder(path)
+    for problem in problems:
+        print(problem)
+    print(f"{args.name}: {len(problems)} problem(s) in {path}" if problems else f"{args.name}: complete ({path})")
+    return 1 if problems else 0
 
 
 def _models_list(config: Config) -> int:

@@ -118,6 +118,9 @@ class ModelConfig(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
     device: str = "auto"  # auto: cuda when torch sees a GPU, else cpu
     pinned: bool = False  # never evicted once loaded
     preload: bool = False  # loaded in the background at start; /ready waits for it
+    # fal's `acceleration` when a request does not send one (Flux: diffusers' cache hooks, see
+    # endpoints/acceleration.py). A request's own value wins.
+    acceleration: Literal["none", "regular", "high"] = "none"
 
 
 class Config(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):

@@ -17,8 +17,10 @@ import math
 import time
 from typing import Annotated, Any, Literal
 
+import msgspec
 from msgspec import Meta, Struct
 
+from thorgen.endpoints.acceleration import Accelerated, Level, accelerated
 from thorgen.endpoints.base import Endpoint, Image
 from thorgen.endpoints.diffusion import data_uri, pick_seed, seeded_generator, step_reporter
 from thorgen.errors import InputError
@@ -53,7 +55,9 @@ class _Common(Struct, kw_only=True):
     num_images: Annotated[int, Meta(ge=1, le=4)] = 1
     enable_safety_checker: bool = True  # accepted and ignored: see SAFETY_NOTE
     output_format: Literal["jpeg", "png"] = "jpeg"
-    acceleration: Literal["none", "regular", "high"] = "none"  # accepted; every run is the plain one
+    # fal's speed levels (endpoints/acceleration.py says which cache each runs). Unset: the model's
+    # configured default ([models.NAME] acceleration), itself "none" unless changed.
+    acceleration: Level | None = None
 
 
 class FluxInput(_Common, kw_only=True):
@@ -74,6 +78,12 @@ class ImageToImageInput(_Common, kw_only=True):
 
 class Timings(Struct):
     inference: float
+    # What ran (fal's timings is an open object): the acceleration level, and in how many denoising
+    # passes the transformer's attention really ran, out of how many a plain run makes. MagCache skips
+    # whole passes; TaylorSeer predicts attention outputs but still runs the feed-forward layers.
+    acceleration: str = "none"
+    attention_passes: int = 0
+    attention_passes_plain: int = 0
 
 
 class FluxOutput(Struct):
@@ -130,19 +140,21 @@ def fit_input_image(width: int, height: int) -> tuple[int, int]:
 def text_to_image(ctx: JobContext, args: FluxInput) -> FluxOutput:
     width, height = output_size(args.image_size, args.aspect_ratio)
     seed = pick_seed(args.seed)
+    level = _level(ctx, args)
     with ctx.lease() as model:
         pipe = model.pipeline
         ctx.log(f"{width}x{height}, {args.num_inference_steps} steps, seed {seed}")
         started = time.perf_counter()
-        images = pipe(
-            prompt=args.prompt, width=width, height=height, num_inference_steps=args.num_inference_steps,
-            guidance_scale=args.guidance_scale, num_images_per_prompt=args.num_images,
-            generator=seeded_generator(seed),
-            max_sequence_length=_max_sequence_length(pipe, 256 if isinstance(args, SchnellInput) else 512),
-            callback_on_step_end=step_reporter(ctx, args.num_inference_steps),
-        ).images
+        with accelerated(pipe.transformer, level, args.num_inference_steps) as ran:
+            images = pipe(
+                prompt=args.prompt, width=width, height=height, num_inference_steps=args.num_inference_steps,
+                guidance_scale=args.guidance_scale, num_images_per_prompt=args.num_images,
+                generator=seeded_generator(seed),
+                max_sequence_length=_max_sequence_length(pipe, 256 if isinstance(args, SchnellInput) else 512),
+                callback_on_step_end=step_reporter(ctx, args.num_inference_steps),
+            ).images
         inference = time.perf_counter() - started
-    return _output(ctx, images, args, seed, inference)
+    return _output(ctx, images, args, seed, inference, _report(ctx, ran, args.num_inference_steps))
 
 
 def validate_text_to_image(args: FluxInput, model: Any) -> None:
@@ -172,19 +184,36 @@ def image_to_image(ctx: JobContext, args: ImageToImageInput) -> FluxOutput:
     source = source.resize((width, height))
     seed = pick_seed(args.seed)
     steps = int(args.num_inference_steps * args.strength)
+    level = _level(ctx, args)
     with ctx.lease() as model:
         pipe = model.derived(FluxImg2ImgPipeline)
         ctx.log(f"{width}x{height}, strength {args.strength}: {steps} of {args.num_inference_steps} steps, "
                 f"seed {seed}")
         started = time.perf_counter()
-        images = pipe(
-            prompt=args.prompt, image=source, strength=args.strength, width=width, height=height,
-            num_inference_steps=args.num_inference_steps, guidance_scale=args.guidance_scale,
-            num_images_per_prompt=args.num_images, generator=seeded_generator(seed),
-            max_sequence_length=_max_sequence_length(pipe, 512), callback_on_step_end=step_reporter(ctx, steps),
-        ).images
+        with accelerated(pipe.transformer, level, steps) as ran:
+            images = pipe(
+                prompt=args.prompt, image=source, strength=args.strength, width=width, height=height,
+                num_inference_steps=args.num_inference_steps, guidance_scale=args.guidance_scale,
+                num_images_per_prompt=args.num_images, generator=seeded_generator(seed),
+                max_sequence_length=_max_sequence_length(pipe, 512),
+                callback_on_step_end=step_reporter(ctx, steps),
+            ).images
         inference = time.perf_counter() - started
-    return _output(ctx, images, args, seed, inference)
+    return _output(ctx, images, args, seed, inference, _report(ctx, ran, steps))
+
+
+def _level(ctx: JobContext, args: _Common) -> Level:
+    """The request's acceleration, else the model's configured default."""
+    if args.acceleration is not None:
+        return args.acceleration
+    return ctx.config.model(ctx.model).acceleration if ctx.model else "none"
+
+
+def _report(ctx: JobContext, ran: Accelerated, steps: int) -> Timings:
+    """Log and return what ran: the level, its method, the passes whose attention really ran."""
+    ctx.log(f"acceleration {ran.level}: {ran.method}; attention computed in {ran.computed} of {steps} passes")
+    return Timings(inference=0.0, acceleration=ran.level, attention_passes=ran.computed,
+                   attention_passes_plain=steps)
 
 
 def _max_sequence_length(pipe: Any, limit: int) -> int:
@@ -193,7 +222,7 @@ def _max_sequence_length(pipe: Any, limit: int) -> int:
 
 
 def _output(ctx: JobContext, images: list[Any], args: _Common, seed: int,
-            inference: float) -> FluxOutput:
+            inference: float, timings: Timings) -> FluxOutput:
     fmt = "JPEG" if args.output_format == "jpeg" else "PNG"
     ext, content_type = ("jpg", "image/jpeg") if fmt == "JPEG" else ("png", "image/png")
     stored = []
@@ -210,7 +239,7 @@ def _output(ctx: JobContext, images: list[Any], args: _Common, seed: int,
         path.write_bytes(data)
         file = ctx.file(key)
         stored.append(Image(**file, width=image.width, height=image.height))
-    return FluxOutput(images=stored, timings=Timings(inference=round(inference, 4)), seed=seed,
+    return FluxOutput(images=stored, timings=msgspec.structs.replace(timings, inference=round(inference, 4)), seed=seed,
                       has_nsfw_concepts=[False] * len(images), prompt=args.prompt)
 
 
