@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import importlib.metadata
 import re
-import shutil
 from importlib import resources
 from typing import Any
 
@@ -84,7 +83,7 @@ def build_console_routes(service: JobService, auth: Auth) -> list[Any]:
         return Response(body, media_type=_TYPES[name.rsplit(".", 1)[1]],
                         headers={"cache-control": "no-cache", "x-content-type-options": "nosniff"})
 
-    @get("/console/api/jobs", sync_to_thread=False)
+    @get("/console/api/jobs", sync_to_thread=True)  # reads the job store: off the event loop
     def jobs(limit: int = 50) -> Response[bytes]:
         """Recent jobs from every client, newest first, with queue positions and step progress."""
         rows = service.store.recent(max(1, min(limit, MAX_JOBS)))
@@ -95,13 +94,7 @@ def build_console_routes(service: JobService, auth: Auth) -> list[Any]:
                 row["queue_position"] = service.lanes[row["lane"]].position(row["id"])
             elif row["state"] == "IN_PROGRESS":
                 row["progress"] = _progress(service, row["id"])
-        disk = shutil.disk_usage(service.config.data_dir) if service.config.data_dir.exists() else None
-        return json_response({
-            "jobs": rows,
-            "torch": torch,
-            "disk": None if disk is None else {"path": str(service.config.data_dir), "total_bytes": disk.total,
-                                               "used_bytes": disk.used, "free_bytes": disk.free},
-        })
+        return json_response({"jobs": rows, "torch": torch})
 
     return [index, asset, jobs]
 

@@ -1,4 +1,4 @@
-// The machine panel, from one /info answer (and the console API's torch version and disk use).
+// The machine panel, from one /info answer (and the console API's torch version).
 import { bytes, el, seconds } from "./api.js";
 
 export function renderBadge(info, extra) {
@@ -43,15 +43,12 @@ export function renderMachine(info, extra) {
     el("div", { class: "lane", "data-lane": name },
       el("strong", {}, name), ` ${lane.busy}/${lane.workers} busy · ${lane.queued} queued`)));
 
-  // /info's own disk block where this thorgen has one (files, database); else the data disk's totals.
+  // /info's disk block: files, the jobs database, free space.
   const disk = info.disk;
-  const volume = extra?.disk;
   document.getElementById("disk").textContent = disk
     ? `Disk (${disk.data_dir}): ${disk.files} files, ${bytes(disk.files_bytes)} · jobs database ${bytes(disk.database_bytes)}`
       + ` · ${bytes(disk.free_bytes)} free`
-    : volume
-      ? `Disk (${volume.path}): ${bytes(volume.used_bytes)} used, ${bytes(volume.free_bytes)} free of ${bytes(volume.total_bytes)}`
-      : "";
+    : "";
 
   const loaded = new Map((runtime.loaded || []).map((model) => [model.name, model]));
   const body = document.querySelector("#models tbody");
