@@ -118,19 +118,8 @@ def undo(kit_dir: Path) -> list[str]:
     manifest = _read_manifest(kit_dir)
     if manifest is None:
         raise KitSetupError(f"{kit_dir} was not set up by `thorgen kit setup` (no {MANIFEST}); nothing to undo")
-    changed = []
-    if manifest["config_existed"]:
-        shutil.move(kit_dir / ORIGINAL_CONFIG, kit_dir / CONFIG)
-        changed.append(f"restored {CONFIG}")
-    else:
-        (kit_dir / CONFIG).unlink(missing_ok=True)
-        changed.append(f"removed {CONFIG}")
-    if manifest["env_existed"]:
-        shutil.move(kit_dir / ORIGINAL_ENV, kit_dir / ENV)
-        changed.append(f"restored {ENV}")
-    else:
-        (kit_dir / ENV).unlink(missing_ok=True)
-        changed.append(f"removed {ENV}")
+    changed = [_put_back(kit_dir, ORIGINAL_CONFIG, CONFIG, manifest["config_existed"]),
+               _put_back(kit_dir, ORIGINAL_ENV, ENV, manifest["env_existed"])]
     if manifest["badge"]:
         shutil.move(kit_dir / BACKUP_DIR / HEADER.name, kit_dir / HEADER)
         (kit_dir / BADGE).unlink(missing_ok=True)
@@ -138,6 +127,15 @@ def undo(kit_dir: Path) -> list[str]:
         changed.append(f"restored {HEADER}, removed {BADGE}")
     (kit_dir / MANIFEST).unlink()
     return changed
+
+
+def _put_back(kit_dir: Path, original: str, written: str, existed: bool) -> str:
+    """Restore the kit's own file that setup set aside, or remove the one setup wrote from nothing."""
+    if existed:
+        shutil.move(kit_dir / original, kit_dir / written)
+        return f"restored {written}"
+    (kit_dir / written).unlink(missing_ok=True)
+    return f"removed {written}"
 
 
 def _read_manifest(kit_dir: Path) -> dict[str, bool] | None:
