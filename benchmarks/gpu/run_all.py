@@ -475,7 +475,7 @@ def run_cosmos(by_name: dict[str, Case], over_budget: Callable[[Case], bool], sa
         pipe.vae.enable_tiling()  # as thorgen loads it
     pipe.set_progress_bar_config(disable=True)
     cosmos_call(pipe, *(256, 256) if s.flux_size >= 1024 else (32, 32), 9 if s.flux_size >= 1024 else 5, 2)
-    plain, cached, wide = by_name["480p"], by_name["480p+cache"], by_name["720p"]
+    plain, cached = by_name["480p"], by_name["480p+cache"]
     if not over_budget(plain):
         width, height = plain.settings["size"]
         attempt(plain, lambda: timed(lambda: cosmos_call(pipe, width, height, s.cosmos_frames, s.cosmos_steps)))
