@@ -376,7 +376,9 @@ class Flux:
         if quantize:
             notes.append(quantize_fp8(self.pipe.transformer))
         if case.settings.get("compile"):
-            self.pipe.transformer.compile_repeated_blocks(fullgraph=True)
+            # diffusers keeps MagCache's head hook out of compilation (torch.compiler.disable), which a
+            # full graph refuses: with a cache on, the blocks compile with graph breaks allowed.
+            self.pipe.transformer.compile_repeated_blocks(fullgraph=level == "none")
         started = time.perf_counter()
         self.image(level)
         notes.append(f"warm-up {time.perf_counter() - started:.0f} s")
@@ -415,6 +417,7 @@ def run_flux(by_name: dict[str, Case], over_budget: Callable[[Case], bool], save
     flux = Flux()
     like = flux.pipe.transformer
     _FLUX_CONFIG["like"] = _LikeTransformer(type(like), like.config, like.dtype)
+    del like  # a reference here would keep the first transformer alive after compile/fp8 replace it
     for name in ("plain", "regular", "high"):
         case = by_name[name]
         if not over_budget(case):
