@@ -162,7 +162,7 @@ def generator(seed: int = 0) -> torch.Generator:
 
 def build_flux() -> Any:
     if SHAPES.flux_size < 1024:
-        from thorgen.models.tiny import build_flux as tiny
+        from thorgen.families.flux import build_tiny as tiny
 
         return tiny()
     return bench_flux_gpu.build(DEVICE, DTYPE)
@@ -170,7 +170,7 @@ def build_flux() -> Any:
 
 def build_cosmos() -> Any:
     if SHAPES.flux_size < 1024:
-        from thorgen.models.cosmos import build_cosmos2_5
+        from thorgen.families.cosmos.pipeline import build_cosmos2_5
 
         return build_cosmos2_5()
     return bench_cosmos_gpu.build(DEVICE, DTYPE)
@@ -178,7 +178,7 @@ def build_cosmos() -> Any:
 
 def build_audio() -> Any:
     if SHAPES.flux_size < 1024:
-        from thorgen.models.tiny_audio import build_stable_audio
+        from thorgen.families.music import build_tiny as build_stable_audio
 
         return build_stable_audio()
     return bench_audio_gpu.build(DEVICE, torch.float16)
@@ -194,8 +194,8 @@ def check_all(cases: list[Case]) -> dict[str, int]:
     """Build every model on the meta device and check every case's configuration; bytes per model."""
     from diffusers.hooks import MagCacheConfig, TaylorSeerCacheConfig
 
-    from thorgen.endpoints.acceleration import cache_config
-    from thorgen.models.cosmos import install_torchvision_stand_ins
+    from thorgen.families.acceleration import cache_config
+    from thorgen.families.cosmos.pipeline import install_torchvision_stand_ins
 
     install_torchvision_stand_ins()
     s = SHAPES
@@ -350,7 +350,7 @@ class Flux:
         self.computed = 0
 
     def image(self, level: str = "none") -> None:
-        from thorgen.endpoints.acceleration import accelerated
+        from thorgen.families.acceleration import accelerated
 
         s = SHAPES
         with accelerated(self.pipe.transformer, level, s.flux_steps) as report:  # type: ignore[arg-type]

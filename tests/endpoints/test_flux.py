@@ -112,6 +112,20 @@ def test_num_images_and_sync_mode(fal, server):
     assert urls[0] != urls[1]
 
 
+def test_sync_mode_keeps_no_file(fal, server):
+    """fal's sync_mode: the images come back inline and nothing is stored (families.base.store_image
+    writes each output once, then reads it back and removes it)."""
+    files = server.data_dir / "files"
+
+    def stored() -> list[str]:
+        return sorted(str(path) for path in files.rglob("*") if path.is_file())
+
+    before = stored()
+    output = fal.run("fal-ai/flux/dev", arguments={"prompt": "inline only", **FAST, "sync_mode": True})
+    assert output["images"][0]["url"].startswith("data:image/jpeg;base64,")
+    assert stored() == before
+
+
 def test_image_to_image_follows_the_input_image(fal, tmp_path):
     source = make_image(tmp_path / "source.png", width=200, height=120)
     url = fal.upload_file(source)
