@@ -8,13 +8,13 @@ from typing import Any
 import msgspec
 
 from thorgen.config import Config
-from thorgen.endpoints import audio, cosmos, ffmpeg, flux, llm, tts
+from thorgen.endpoints import audio, cosmos, ffmpeg, flux, llm, ltx, tts
 from thorgen.endpoints.base import Endpoint
 from thorgen.errors import FalError
 from thorgen.models.catalog import missing_extra
 from thorgen.models.store import model_status
 
-FAMILIES = [ffmpeg, flux, cosmos, audio, llm, tts]
+FAMILIES = [ffmpeg, flux, cosmos, ltx, audio, llm, tts]
 
 
 class Registry:

@@ -76,6 +76,15 @@ CATALOG: dict[str, CatalogEntry] = {
         gated=True,
         approx_bytes=13_900_000_000,
     ),
+    # LTX-Video 0.9.5 (endpoints/ltx.py says why this checkpoint): loaded as LTXConditionPipeline; the
+    # text-to-video and image-to-video pipelines are built around the same modules per job.
+    "ltx-video": CatalogEntry(
+        config={"family": "ltx", "path": "ltx-video", "source": "Lightricks/LTX-Video-0.9.5",
+                "pipeline": "LTXConditionPipeline", "dtype": "bfloat16"},
+        licence="OpenRAIL-M (LTX-Video 0.9.5's model card; later LTX checkpoints: LTXV Open Weights License)",
+        gated=False,
+        approx_bytes=14_300_000_000,  # 1.9 B transformer, T5-XXL v1.1 encoder (4.8 B), video VAE
+    ),
     "stable-audio-open": CatalogEntry(
         config={"family": "stable-audio", "path": "stable-audio-open", "source": "stabilityai/stable-audio-open-1.0",
                 "pipeline": "StableAudioPipeline", "dtype": "float16"},

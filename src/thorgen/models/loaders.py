@@ -66,7 +66,7 @@ class Loader:
             extra["safety_checker"] = cosmos.passthrough_checker(guardrail)
         pipeline = pipeline_class.from_pretrained(status.path, dtype=getattr(torch, model.dtype),
                                                   local_files_only=True, **extra)
-        if model.family == "cosmos":
+        if model.family in ("cosmos", "ltx"):
             pipeline.vae.enable_tiling()  # decodes 720p x 93 frames in tiles instead of all at once
         if device != "cpu":  # loaded onto the CPU; move only when it has to go elsewhere
             pipeline.to(device)

@@ -163,6 +163,12 @@ def _cosmos(builder: str) -> Callable[[], Any]:
     return build
 
 
+def _ltx() -> Any:
+    from thorgen.endpoints import ltx
+
+    return ltx.build_tiny()
+
+
 # A model's pipeline class (or, failing that, its family) -> the builder of its tiny version.
 BUILDERS: dict[str, Callable[[], Any]] = {
     "flux": build_flux,
@@ -172,6 +178,7 @@ BUILDERS: dict[str, Callable[[], Any]] = {
     "Cosmos2_5_PredictBasePipeline": _cosmos("build_cosmos2_5"),
     "Cosmos2VideoToWorldPipeline": _cosmos("build_cosmos2_video2world"),
     "Cosmos2TextToImagePipeline": _cosmos("build_cosmos2_text2image"),
+    "ltx": _ltx,
 }
 
 
