@@ -57,6 +57,9 @@ class Endpoint:
     # once (as fal's schema validation is). Given the model's on-disk info (None for endpoints without
     # a model); raises InputError. Checks that need the loaded model stay in ``run``.
     validate: Callable[[Any, ModelInfo | None], None] | None = None
+    # The model that answers instead while ``model``'s family lacks its optional extra (Kokoro ids fall
+    # back to FastPitch); the run function sees which one it got in ``ctx.model``.
+    fallback: str | None = None
 
     def check_input(self, raw: Any, model: ModelInfo | None = None) -> msgspec.Struct:
         """What submit runs: the input decoded into its Struct, then the endpoint's own checks."""

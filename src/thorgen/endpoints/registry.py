@@ -8,13 +8,13 @@ from typing import Any
 import msgspec
 
 from thorgen.config import Config
-from thorgen.endpoints import audio, cosmos, ffmpeg, flux, llm, ltx, tts
+from thorgen.endpoints import audio, cosmos, ffmpeg, flux, kokoro, llm, ltx, tts
 from thorgen.endpoints.base import Endpoint
 from thorgen.errors import FalError
 from thorgen.models.catalog import missing_extra
 from thorgen.models.store import model_status
 
-FAMILIES = [ffmpeg, flux, cosmos, ltx, audio, llm, tts]
+FAMILIES = [ffmpeg, flux, cosmos, ltx, audio, llm, tts, kokoro]
 
 
 class Registry:
@@ -60,8 +60,16 @@ class Registry:
         return endpoint
 
     def model_for(self, endpoint: Endpoint) -> str | None:
-        """The [models.NAME] an endpoint runs: config's endpoint_models, else the endpoint's default."""
-        return self.config.endpoint_models.get(endpoint.id, endpoint.model)
+        """The [models.NAME] an endpoint runs: config's endpoint_models, else the endpoint's default, or
+        its fallback while the default's optional extra is not installed."""
+        chosen = self.config.endpoint_models.get(endpoint.id)
+        if chosen is not None:
+            return chosen
+        default = endpoint.model
+        if endpoint.fallback is not None and default in self.config.models and \
+                missing_extra(self.config.models[default].family, self.config):
+            return endpoint.fallback
+        return default
 
     def unavailable_reason(self, endpoint: Endpoint) -> str | None:
         """Why an endpoint cannot produce an output now (None: it can), for listings and the start log."""

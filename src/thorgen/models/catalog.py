@@ -111,13 +111,21 @@ CATALOG: dict[str, CatalogEntry] = {
         approx_bytes=502_000_000,
         allow_patterns=["*.nemo"],
     ),
+    # Kokoro-82M v1.0 (endpoints/kokoro.py): its own file layout, loaded by the kokoro package's KModel.
+    "kokoro": CatalogEntry(
+        config={"family": "kokoro", "path": "kokoro", "source": "hexgrad/Kokoro-82M", "dtype": "float32"},
+        licence="Apache-2.0",
+        gated=False,
+        approx_bytes=355_000_000,  # 82 M parameters in float32 (327 MB) and 54 voice packs of 0.5 MB
+        allow_patterns=["config.json", "kokoro-v1_0.pth", "voices/*.pt"],
+    ),
 }
 
 
 # Families that need an optional extra: family -> (module that must be importable, extra to install).
 # family -> (the module its optional extra provides, the extra's name). Cosmos needs its extra (the
 # guardrail) only while [cosmos] guardrail is on.
-EXTRAS = {"nemo-tts": ("nemo", "tts"), "cosmos": ("cosmos_guardrail", "guardrail")}
+EXTRAS = {"nemo-tts": ("nemo", "tts"), "cosmos": ("cosmos_guardrail", "guardrail"), "kokoro": ("kokoro", "kokoro")}
 GUARDRAIL_HINT = ("; then fetch its weights with `thorgen models pull cosmos-guardrail`. The NVIDIA Open Model "
                   "License requires this guardrail; [cosmos] guardrail = false in config.toml turns it off (read the "
                   "README's \"Cosmos safety guardrail\" first)")

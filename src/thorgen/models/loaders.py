@@ -8,6 +8,7 @@ their own (a safety checker to inject, a .nemo archive) get a branch here when t
 from __future__ import annotations
 
 import logging
+from pathlib import Path
 from typing import Any
 
 from thorgen.config import Config
@@ -44,6 +45,10 @@ class Loader:
 
             return load_pair(name, status.path, self._device(name, model.device),
                              cache_dir=self.config.data_dir / "cache" / "text-normalisation")
+        if model.family == "kokoro":  # the kokoro package's KModel and voice packs, not diffusers
+            from thorgen.endpoints import kokoro
+
+            return kokoro.load(Path(status.path), self._device(name, model.device))
         import torch
 
         from thorgen.logs import adopt_library_loggers

@@ -169,6 +169,12 @@ def _ltx() -> Any:
     return ltx.build_tiny()
 
 
+def _kokoro() -> Any:
+    from thorgen.endpoints import kokoro
+
+    return kokoro.build_tiny()
+
+
 # A model's pipeline class (or, failing that, its family) -> the builder of its tiny version.
 BUILDERS: dict[str, Callable[[], Any]] = {
     "flux": build_flux,
@@ -179,6 +185,7 @@ BUILDERS: dict[str, Callable[[], Any]] = {
     "Cosmos2VideoToWorldPipeline": _cosmos("build_cosmos2_video2world"),
     "Cosmos2TextToImagePipeline": _cosmos("build_cosmos2_text2image"),
     "ltx": _ltx,
+    "kokoro": _kokoro,
 }
 
 
