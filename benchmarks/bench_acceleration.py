@@ -7,7 +7,7 @@ the variants in turn (so all of them see the same machine load); each ratio is t
 a plain run right beside it (a pair, in alternating order), and the medians over the rounds' pairs
 are printed.
 
-- regular / high: the exact cache configurations thorgen's endpoints use (endpoints/acceleration.py).
+- regular / high: the exact cache configurations thorgen's endpoints use (families/acceleration.py).
 - fewer steps: plain with the steps that do the same linear-layer work as the cache really did (the
   work is counted, not assumed). A cache is only worth having if it deviates from plain 28 steps
   less than this does.
@@ -44,7 +44,7 @@ def build() -> Any:
     """thorgen's tiny Flux pipeline with the medium transformer in place of the tiny one."""
     from diffusers import FluxPipeline, FluxTransformer2DModel
 
-    from thorgen.models.tiny import build_flux
+    from thorgen.families.flux import build_tiny as build_flux
 
     tiny = build_flux()
     torch.manual_seed(0)
@@ -70,7 +70,7 @@ def deviation(result: torch.Tensor, reference: torch.Tensor) -> float:
 
 def with_level(pipe: Any, level: str) -> tuple[Callable[[], torch.Tensor], list[int]]:
     """A call running the pipeline with an acceleration level; ``computed`` gets each call's passes."""
-    from thorgen.endpoints.acceleration import accelerated
+    from thorgen.families.acceleration import accelerated
 
     computed: list[int] = []
 

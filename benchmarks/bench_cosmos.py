@@ -27,8 +27,8 @@ def main() -> None:
     import torch
     from diffusers import Cosmos2_5_PredictBasePipeline
 
+    from thorgen.families.cosmos import pipeline as cosmos
     from thorgen.media.video import write_video
-    from thorgen.models import cosmos
 
     with tempfile.TemporaryDirectory() as tmp:
         work = Path(tmp)

@@ -40,7 +40,7 @@ def build(device: str, dtype: torch.dtype):
     )
     from transformers import Qwen2_5_VLConfig, Qwen2_5_VLForConditionalGeneration
 
-    from thorgen.models.cosmos import passthrough_checker
+    from thorgen.families.cosmos.pipeline import passthrough_checker
     from thorgen.models.tiny import qwen2_tokenizer
 
     tokenizer = qwen2_tokenizer(max_length=512)  # a small vocabulary whose ids fall inside the real embedding
@@ -82,7 +82,7 @@ def main() -> None:
     parser.add_argument("--resolutions", default="480p,720p")
     parser.add_argument("--count-only", action="store_true", help="build on the meta device and count")
     args = parser.parse_args()
-    from thorgen.models.cosmos import install_torchvision_stand_ins
+    from thorgen.families.cosmos.pipeline import install_torchvision_stand_ins
 
     install_torchvision_stand_ins()
     if args.count_only:

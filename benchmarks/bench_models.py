@@ -61,7 +61,7 @@ def p3(models_dir: Path, work: Path, runs: int) -> None:
 def write_medium_flux(target: Path) -> None:
     from diffusers import FluxTransformer2DModel
 
-    from thorgen.models.tiny import build_flux
+    from thorgen.families.flux import build_tiny as build_flux
 
     pipe = build_flux()
     pipe.transformer = FluxTransformer2DModel(

@@ -74,8 +74,8 @@ def full(runs: int) -> None:
     import torch
     from omegaconf import OmegaConf
 
-    from thorgen.models import tiny_tts
-    from thorgen.models.nemo_tts import nemo_classes
+    from thorgen.families.speech import tiny as tiny_tts
+    from thorgen.families.speech.nemo import nemo_classes
 
     fastpitch_class, vocoder_class = nemo_classes()
     config = tiny_tts.fastpitch_config()

@@ -28,7 +28,7 @@ def point_client(base: str):
 
 def write_tiny_models(models_dir: Path) -> None:
     from thorgen.config import load_config
-    from thorgen.models.runtime import write_missing_tiny
+    from thorgen.families import write_missing_tiny
 
     write_missing_tiny(load_config(None, environ={"THORGEN_STORAGE__MODELS_DIR": str(models_dir)}))
 

@@ -85,8 +85,8 @@ def check_all(cases: list[Case]) -> dict[str, int]:
     """Build every model on the meta device and check every case's configuration; bytes per model."""
     from diffusers.hooks import MagCacheConfig, TaylorSeerCacheConfig
 
-    from thorgen.endpoints.acceleration import cache_config
-    from thorgen.models.cosmos import install_torchvision_stand_ins
+    from thorgen.families.acceleration import cache_config
+    from thorgen.families.cosmos.pipeline import install_torchvision_stand_ins
 
     install_torchvision_stand_ins()
     sizes: dict[str, int] = {}
@@ -173,7 +173,7 @@ def fresh_flux_transformer() -> torch.nn.Module:
 
 
 def run_flux(cases: list[Case], over_budget: Callable[[Case], bool]) -> None:
-    from thorgen.endpoints.acceleration import accelerated
+    from thorgen.families.acceleration import accelerated
 
     pipe = bench_flux_gpu.build("cuda", torch.bfloat16)
     pipe.set_progress_bar_config(disable=True)

@@ -1,4 +1,6 @@
-"""Builds the Litestar app: fal's routes, operations routes, CORS, error shapes, and the lifespan."""
+"""The composition root: builds the registry (from the families), the model runtime (with their load
+hooks and tiny builders), the job service, and the Litestar app — fal's routes, operations routes,
+CORS, error shapes, and the lifespan."""
 
 from __future__ import annotations
 
@@ -14,29 +16,30 @@ from litestar import Litestar, Request, Response, get
 from litestar.exceptions import HTTPException
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
-from thorgen import __version__
 from thorgen.config import Config
 from thorgen.console import build_console_routes
-from thorgen.endpoints import cosmos
-from thorgen.endpoints.flux import SAFETY_NOTE
-from thorgen.endpoints.registry import Registry
 from thorgen.errors import FalError, disk_full
+from thorgen.families.registry import Registry
 from thorgen.jobs.housekeeping import DiskUsage
 from thorgen.jobs.record import JobState
 from thorgen.jobs.service import JobService
 from thorgen.metrics import Metrics
-from thorgen.models.runtime import TINY_NOTE
-from thorgen.models.store import all_model_status
+from thorgen.models.installed import all_model_status
+from thorgen.models.runtime import TINY_NOTE, ModelRuntime
 from thorgen.protocol.auth import OPEN, Auth
 from thorgen.protocol.responses import error_response, json_response
 from thorgen.protocol.routes import build_routes
 from thorgen.protocol.trust import TrustGate, TrustPolicy
+from thorgen.version import __version__
 
 log = logging.getLogger("thorgen")
 
 
 def build_app(config: Config, service: JobService | None = None) -> Litestar:
-    service = service or JobService(config, Registry(config), Metrics())
+    if service is None:
+        registry = Registry(config)
+        runtime = ModelRuntime(config, registry.load_hooks(), registry.tiny_builder)
+        service = JobService(config, registry, Metrics(), runtime)
     auth = Auth(config.server.api_key)
     announced = threading.Event()  # set once the "N endpoints ready" line is logged, after warm-up
     disk = DiskUsage(service.store, service.media)
@@ -109,7 +112,9 @@ def describe(config: Config, service: JobService, auth: Auth, disk: DiskUsage) -
         "version": __version__,
         "machine": platform.machine(),
         "runtime": service.runtime.snapshot(),
-        "safety_checkers": {"flux": SAFETY_NOTE, "cosmos": cosmos.safety_note(service.config)},
+        # Each family's own note (Family.safety_note): what checks, or does not check, its outputs.
+        "safety_checkers": {family.name: family.safety_note(service.config)
+                            for family in service.registry.families if family.safety_note is not None},
         "auth_required": auth.enabled,
         "lanes": {
             name: {"workers": lane.workers, "busy": lane.busy, "queued": lane.depth}
@@ -128,8 +133,9 @@ def announce(config: Config, service: JobService) -> None:
     if config.server.host not in ("127.0.0.1", "localhost", "::1") and not config.server.api_key:
         log.warning("listening on %s with no API key: any machine that reaches it can run jobs; set "
                     "THORGEN_SERVER__API_KEY (README: Security)", config.server.host)
-    guardrail = cosmos.safety_note(config)
-    (log.info if cosmos.guardrail_working(config) else log.warning)("Cosmos safety guardrail: %s", guardrail)
+    for family in service.registry.families:
+        if family.on_start is not None:
+            family.on_start(config)
     if config.runtime.tiny:
         log.warning(TINY_NOTE)
         log.info("thorgen %s: preparing tiny models in %s (written once; /ready answers 503 until then)", __version__,

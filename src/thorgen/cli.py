@@ -176,7 +176,7 @@ def _run(config: Config, args: argparse.Namespace) -> int:
 
 
 def _unknown_endpoint(config: Config, endpoint_id: str) -> bool:
-    from thorgen.endpoints.registry import Registry
+    from thorgen.families.registry import Registry
 
     return Registry(config).find(endpoint_id) is None
 
@@ -187,7 +187,7 @@ def _config(config: Config, args: argparse.Namespace) -> int:
 
 
 def _endpoints(config: Config, args: argparse.Namespace) -> int:
-    from thorgen.endpoints.registry import Registry
+    from thorgen.families.registry import Registry
 
     rows = []
     for row in Registry(config).listing():
@@ -297,7 +297,8 @@ def _models(config: Config, args: argparse.Namespace) -> int:
     if args.models_command == "verify":
         return _models_verify(config, args)
     if args.models_command == "tiny":
-        from thorgen.models.runtime import as_tiny, write_missing_tiny
+        from thorgen.families import write_missing_tiny
+        from thorgen.models.runtime import as_tiny
 
         logging.basicConfig(level=logging.WARNING)
         written = write_missing_tiny(config, force=args.force)
@@ -305,7 +306,7 @@ def _models(config: Config, args: argparse.Namespace) -> int:
         print(f"wrote {len(written)} tiny model(s) to {where}: {', '.join(written) or 'all were there'}")
         print("serve them with: thorgen serve --tiny")
         return 0
-    from thorgen.models.pull import PullError, pull
+    from thorgen.families import PullError, pull
 
     try:
         target = pull(config, args.name)
@@ -333,13 +334,14 @@ def _models_verify(config: Config, args: argparse.Namespace) -> int:
 
 
 def _models_list(config: Config) -> int:
-    from thorgen.models.catalog import CATALOG, approx_size, guardrail_listing
-    from thorgen.models.store import all_model_status, size_on_disk
+    from thorgen.families import catalog, downloads
+    from thorgen.models.catalog import approx_size
+    from thorgen.models.installed import all_model_status, size_on_disk
 
     loaded = _loaded_on_server(config)
     rows, hints = [], []
     for status in all_model_status(config):
-        entry = CATALOG.get(status.name)
+        entry = catalog().get(status.name)
         size = f"{size_on_disk(config, status.name) / 1024**3:.2f} GiB" if status.installed else "-"
         if loaded is None:
             in_memory = "?"
@@ -352,10 +354,11 @@ def _models_list(config: Config) -> int:
         if not status.installed:
             approx = f" (about {approx_size(entry.approx_bytes)})" if entry and not config.runtime.tiny else ""
             hints.append(f"get {status.name} with: {status.install_hint}{approx}")
-    if not config.runtime.tiny:  # tiny mode never runs the guardrail
-        guardrail = guardrail_listing()
-        rows.append([guardrail.name, "guardrail", guardrail.installed, "-", "-", guardrail.source, guardrail.licence])
-        hints.append(f"get {guardrail.name} with: {guardrail.install_hint}")
+    if not config.runtime.tiny:  # tiny mode never runs the guardrail (nor, so far, any other download)
+        for download in downloads().values():
+            rows.append([download.name, download.kind, download.installed(), "-", "-", download.source,
+                         download.licence])
+            hints.append(f"get {download.name} with: {download.install_hint()}")
     _print_table(["model", "family", "installed", "on disk", "loaded", "source", "licence"], rows)
     for hint in hints:
         print(hint)

@@ -11,8 +11,8 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from thorgen.config import Config, default_config_path, load_config
-from thorgen.endpoints.registry import Registry
 from thorgen.errors import FalError
+from thorgen.families.registry import Registry
 from thorgen.jobs.record import Job, JobState, Priority
 from thorgen.jobs.service import CancelOutcome, JobService
 

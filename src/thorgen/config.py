@@ -22,8 +22,6 @@ from typing import Any, Literal
 
 import msgspec
 
-from thorgen.models.catalog import default_models
-
 
 class ConfigError(Exception):
     """A configuration problem, with a message that names the offending key."""
@@ -119,7 +117,7 @@ class ModelConfig(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
     pinned: bool = False  # never evicted once loaded
     preload: bool = False  # loaded in the background at start; /ready waits for it
     # fal's `acceleration` when a request does not send one (Flux: diffusers' cache hooks, see
-    # endpoints/acceleration.py). A request's own value wins.
+    # families/acceleration.py). A request's own value wins.
     acceleration: Literal["none", "regular", "high"] = "none"
 
 
@@ -191,7 +189,9 @@ def load_config(
     if path is not None:
         raw = _read_toml(path)
         _anchor_folders(raw, path)
-    # Known models are defaults: a [models.NAME] table changes only the keys it names.
+    # Known models (every family's catalog) are defaults: a [models.NAME] table changes only the keys it names.
+    from thorgen.families import default_models
+
     models = default_models()
     for name, table in (raw.get("models") or {}).items():
         models[name] = {**models.get(name, {}), **table} if isinstance(table, dict) else table

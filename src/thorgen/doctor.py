@@ -6,14 +6,13 @@ command exits 1 when any line is FAIL, else 0. Nothing here changes the machine.
 
 from __future__ import annotations
 
-import importlib.util
 import shutil
 import socket
 import sys
 from collections.abc import Callable
-from dataclasses import dataclass
 
 from thorgen.config import Config
+from thorgen.families.base import Finding
 
 OK, WARN, FAIL, INFO = "ok", "warn", "FAIL", "info"
 GIB = 1024**3
@@ -21,17 +20,13 @@ MIN_DATA_FREE = 5 * GIB
 MIN_MODELS_FREE = 40 * GIB  # one Flux is ~34 GB; less than this cannot take a new model
 
 
-@dataclass(frozen=True)
-class Finding:
-    check: str
-    verdict: str
-    detail: str
+__all__ = ["FAIL", "INFO", "OK", "WARN", "Finding", "exit_code", "render", "run_checks"]
 
 
 def run_checks(config: Config) -> list[Finding]:
     findings: list[Finding] = [Finding("config", OK, "valid (see `thorgen config` for the values)")]
     checks: list[Callable[[Config], list[Finding]]] = [
-        _python, _torch_and_memory, _codecs, _disk, _models, _extras, _port,
+        _python, _torch_and_memory, _codecs, _disk, _models, _families, _port,
     ]
     for check in checks:
         try:
@@ -106,7 +101,7 @@ def _disk(config: Config) -> list[Finding]:
 
 
 def _models(config: Config) -> list[Finding]:
-    from thorgen.models.store import all_model_status
+    from thorgen.models.installed import all_model_status
 
     rows = []
     for status in all_model_status(config):
@@ -119,26 +114,11 @@ def _models(config: Config) -> list[Finding]:
     return rows
 
 
-def _extras(config: Config) -> list[Finding]:
-    """One line per optional extra; the guardrail's line also says whether Cosmos needs it now."""
-    rows = []
-    nemo = importlib.util.find_spec("nemo") is not None
-    rows.append(Finding("extra: NeMo TTS", OK if nemo else INFO,
-                        "installed" if nemo else "not installed (pip install 'thorgen[tts]')"))
-    guardrail = importlib.util.find_spec("cosmos_guardrail") is not None
-    label = "extra: Cosmos guardrail"
-    if not config.cosmos.guardrail:
-        rows.append(Finding(label, WARN, "[cosmos] guardrail = false: no prompt or clip is checked (the NVIDIA "
-                            "Open Model License requires a guardrail; see the README)"))
-    elif guardrail:
-        rows.append(Finding(label, OK, "installed (its weights: `thorgen models pull cosmos-guardrail`)"))
-    elif config.runtime.tiny:
-        rows.append(Finding(label, INFO, "not installed; tiny mode does not run it (pip install "
-                            "'thorgen[guardrail]' for real Cosmos weights)"))
-    else:
-        rows.append(Finding(label, WARN, "required by Cosmos and not installed: every Cosmos id answers 424 until "
-                            "it is (pip install 'thorgen[guardrail]', then `thorgen models pull cosmos-guardrail`)"))
-    return rows
+def _families(config: Config) -> list[Finding]:
+    """Each family's own lines (its optional extra, its guardrail): see Family.doctor."""
+    from thorgen.families import FAMILIES
+
+    return [finding for family in FAMILIES if family.doctor is not None for finding in family.doctor(config)]
 
 
 def _port(config: Config) -> list[Finding]:

@@ -72,9 +72,12 @@ def render_unit(p: ServicePlan) -> str:
     config_flag = f" --config {p.config_path}" if p.config_path else ""
     groups = (f"# The GPU's device nodes belong to these groups on JetPack.\nSupplementaryGroups={' '.join(p.groups)}\n"
               if p.groups else "")
+    from thorgen.families import FAMILIES
+
+    families = ", ".join(family.title for family in FAMILIES if family.title)
     return f"""\
 [Unit]
-Description=thorgen: local fal.ai-compatible media server (Flux, Cosmos, Stable Audio, NeMo TTS)
+Description=thorgen: local fal.ai-compatible media server ({families})
 # After the network (clients reach port 10000) and the NVIDIA driver's persistence daemon, when the
 # system has one; After= on a unit that does not exist is ignored.
 Wants=network-online.target

@@ -9,8 +9,8 @@ import sys
 import pytest
 from huggingface_hub.errors import GatedRepoError
 
+from thorgen import families as pull_module
 from thorgen.config import ConfigError, load_config
-from thorgen.models import pull as pull_module
 
 
 def thorgen_cli(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:

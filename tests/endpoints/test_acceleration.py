@@ -1,7 +1,7 @@
 """fal's `acceleration` on Flux through fal's Python client, against the session's tiny server.
 
 "regular" and "high" put diffusers' cache hooks (TaylorSeer, MagCache) on the real tiny Flux
-transformer for one job; "none" is the plain run. See endpoints/acceleration.py.
+transformer for one job; "none" is the plain run. See families/acceleration.py.
 """
 
 from __future__ import annotations

@@ -146,7 +146,7 @@ def test_the_guardrail_checks_prompts_in_the_server_and_is_counted_in_the_models
 def roomy_weights(tmp_path) -> Path:
     """A tiny Predict2.5 whose position embedding reaches 480p (832x480: 52x30 patches), written as
     if pulled: outside tiny mode clips have the configured resolution, and the guardrail runs."""
-    from thorgen.models import cosmos as cosmos_models
+    from thorgen.families.cosmos import pipeline as cosmos_models
     from thorgen.models.tiny import write_tiny
 
     root = tmp_path / "roomy"
@@ -199,9 +199,9 @@ def test_the_guardrail_checks_and_may_change_the_frames():
         sys.path.remove(str(FAKES))
     from PIL import Image
 
-    from thorgen.endpoints.cosmos import _check_frames
     from thorgen.errors import FalError
-    from thorgen.models.cosmos import passthrough_checker
+    from thorgen.families.cosmos import _check_frames
+    from thorgen.families.cosmos.pipeline import passthrough_checker
 
     pipe = types.SimpleNamespace(safety_checker=passthrough_checker(CosmosSafetyChecker()))
     frames = [Image.new("RGB", (32, 16), (200, 100, 50)) for _ in range(9)]

@@ -73,7 +73,7 @@ def test_other_languages(fal, tmp_path, endpoint, voice):
 @pytest.mark.parametrize(("endpoint", "voice"), [(KOKORO, "Dexter"), (KOKORO, "bf_emma"),
                                                  ("fal-ai/kokoro/french", "af_heart")])
 def test_an_unknown_voice_is_a_422_listing_the_voices(fal, endpoint, voice):
-    from thorgen.endpoints.kokoro import LANGUAGES
+    from thorgen.families.kokoro import LANGUAGES
 
     with pytest.raises(fal_client.client.FalClientHTTPError) as caught:
         fal.submit(endpoint, arguments={"prompt": TEXT, "voice": voice})

@@ -15,7 +15,7 @@ import httpx
 import pytest
 from wire_helpers import cancel_after_first_step
 
-from thorgen.endpoints.llm import extract_json, fallback_object, strip_control_characters, wants_json
+from thorgen.families.llm import extract_json, fallback_object, strip_control_characters, wants_json
 
 # What the editor sends (starter-kit.md §2.2): a long system prompt, a task, and a model it names.
 ENHANCER = {"system_prompt": "You improve prompts for video generation. Reply with the improved prompt only.",

@@ -114,7 +114,7 @@ def test_each_key_frame_reaches_the_transformer_at_its_frame_number():
     import torch
     from PIL import Image
 
-    from thorgen.endpoints import ltx
+    from thorgen.families import ltx
 
     pipe = ltx.build_tiny()
     # Random weights give the VAE's posterior a spread as wide as the gaps between images: narrow it (the

@@ -6,9 +6,9 @@ import msgspec
 import pytest
 
 from thorgen.config import Config, ModelConfig, StorageConfig
-from thorgen.endpoints.base import Endpoint
-from thorgen.endpoints.registry import Registry
 from thorgen.errors import FalError, InputError
+from thorgen.families.base import Endpoint
+from thorgen.families.registry import Registry
 
 
 class Prompt(msgspec.Struct):

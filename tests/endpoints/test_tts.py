@@ -17,9 +17,9 @@ import httpx
 import numpy as np
 import pytest
 
+from thorgen.families.speech.normalise import normalise
 from thorgen.media.audio import decode_audio
 from thorgen.media.probe import probe
-from thorgen.models.normalise import normalise
 
 needs_nemo = pytest.mark.skipif(importlib.util.find_spec("nemo") is None,
                                 reason="NeMo (the tts extra) is not installed here")
@@ -197,7 +197,7 @@ import logging, sys
 for missing in ("pynini", "nemo_text_processing"):  # as on aarch64, where pip installs neither
     sys.modules[missing] = None
 logging.basicConfig(level=logging.WARNING)
-from thorgen.models.nemo_tts import load_pair
+from thorgen.families.speech.nemo import load_pair
 pair = load_pair("fastpitch-hifigan", sys.argv[1], "cpu")
 print("RESULT", pair.nemo_normaliser, pair.speak("42").size, pair.speak("forty two").size)
 """
@@ -244,7 +244,7 @@ def test_fallback_normaliser():
 
 
 def test_voice_presets_are_stable_and_gendered():
-    from thorgen.endpoints.tts import PRESETS, distinct_voices, voice_for
+    from thorgen.families.speech import PRESETS, distinct_voices, voice_for
 
     assert voice_for("") == voice_for(None) == PRESETS["female"]
     assert voice_for("Dexter (English (US)/American)").preset.startswith("male")
@@ -259,7 +259,7 @@ def test_voice_presets_are_stable_and_gendered():
 def test_without_nemo_the_loader_names_the_extra(monkeypatch):
     """A simulated import failure: sys.modules[name] = None is how Python marks a module absent."""
     from thorgen.errors import FalError
-    from thorgen.models.nemo_tts import nemo_classes
+    from thorgen.families.speech.nemo import nemo_classes
 
     monkeypatch.setitem(sys.modules, "nemo", None)
     with pytest.raises(FalError) as caught:
@@ -295,8 +295,8 @@ def test_without_nemo_the_server_answers_a_clear_424(tmp_path, fal, models_dir):
 
 def test_pull_fetches_both_archives_into_one_folder(tmp_path, monkeypatch):
     """`thorgen models pull fastpitch-hifigan`: two Hub repos, only their .nemo files, one folder."""
+    from thorgen import families as pull_module
     from thorgen.config import load_config
-    from thorgen.models import pull as pull_module
 
     calls = []
     monkeypatch.setattr("huggingface_hub.snapshot_download", lambda **kwargs: calls.append(kwargs))

@@ -30,8 +30,9 @@ def allocated() -> int:
 
 def test_the_loader_puts_a_model_on_cuda(tmp_path: Path):
     from thorgen.config import Config, ModelConfig, RuntimeConfig, StorageConfig
+    from thorgen.families.flux import build_tiny as build_flux
     from thorgen.models.loaders import Loader
-    from thorgen.models.tiny import build_flux, write_tiny
+    from thorgen.models.tiny import write_tiny
 
     write_tiny(build_flux, tmp_path / "models" / "flux-dev")
     config = Config(storage=StorageConfig(data_dir=str(tmp_path / "data"), models_dir=str(tmp_path / "models")),
@@ -83,8 +84,8 @@ def test_a_real_out_of_memory_evicts_the_other_model_and_the_retry_succeeds(tmp_
     """CUDA is capped a little above one resident model plus the job's work; the job's allocation
     really fails while the bystander is loaded, and succeeds after the service evicts it."""
     from thorgen.config import Config, ModelConfig, StorageConfig
-    from thorgen.endpoints.base import Endpoint
-    from thorgen.endpoints.registry import Registry
+    from thorgen.families.base import Endpoint
+    from thorgen.families.registry import Registry
     from thorgen.jobs.record import JobState
     from thorgen.jobs.service import JobService
     from thorgen.models.memory import Budget

@@ -7,8 +7,8 @@ import errno
 import msgspec
 
 from thorgen.config import Config, StorageConfig
-from thorgen.endpoints.base import Endpoint
-from thorgen.endpoints.registry import Registry
+from thorgen.families.base import Endpoint
+from thorgen.families.registry import Registry
 from thorgen.jobs.record import JobState
 from thorgen.jobs.service import JobService
 

@@ -5,8 +5,8 @@ from __future__ import annotations
 import msgspec
 
 from thorgen.config import Config, StorageConfig
-from thorgen.endpoints.base import Endpoint
-from thorgen.endpoints.registry import Registry
+from thorgen.families.base import Endpoint
+from thorgen.families.registry import Registry
 from thorgen.jobs.service import JobService
 
 

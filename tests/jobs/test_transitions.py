@@ -15,8 +15,8 @@ import msgspec
 import pytest
 
 from thorgen.config import Config, StorageConfig
-from thorgen.endpoints.base import Endpoint
-from thorgen.endpoints.registry import Registry
+from thorgen.families.base import Endpoint
+from thorgen.families.registry import Registry
 from thorgen.jobs import store as store_module
 from thorgen.jobs.record import Job, JobState, LogEntry
 from thorgen.jobs.service import JobService

@@ -10,8 +10,8 @@ import msgspec
 import torch
 
 from thorgen.config import Config, ModelConfig, StorageConfig
-from thorgen.endpoints.base import Endpoint
-from thorgen.endpoints.registry import Registry
+from thorgen.families.base import Endpoint
+from thorgen.families.registry import Registry
 from thorgen.jobs.record import JobState
 from thorgen.jobs.service import JobService
 from thorgen.models.memory import Budget

@@ -193,7 +193,7 @@ def test_budget_from_unified_memory_counts_what_thorgen_holds():
 
 @pytest.fixture(scope="module")
 def tiny_config(tmp_path_factory: pytest.TempPathFactory) -> Config:
-    from thorgen.models.runtime import write_missing_tiny
+    from thorgen.families import write_missing_tiny
 
     root = tmp_path_factory.mktemp("tiny-models")
     config = load_config(None, environ={"THORGEN_STORAGE__MODELS_DIR": str(root), "THORGEN_RUNTIME__TINY": "1"})

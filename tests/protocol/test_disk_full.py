@@ -17,8 +17,8 @@ from litestar.testing import TestClient
 
 from thorgen.app import build_app
 from thorgen.config import Config, StorageConfig
-from thorgen.endpoints.base import Endpoint
-from thorgen.endpoints.registry import Registry
+from thorgen.families.base import Endpoint
+from thorgen.families.registry import Registry
 from thorgen.jobs.service import JobService
 from thorgen.metrics import Metrics
 

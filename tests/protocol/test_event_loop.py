@@ -24,8 +24,8 @@ from server_process import free_port
 
 from thorgen.app import build_app
 from thorgen.config import Config, StorageConfig
-from thorgen.endpoints.base import Endpoint
-from thorgen.endpoints.registry import Registry
+from thorgen.families.base import Endpoint
+from thorgen.families.registry import Registry
 from thorgen.jobs.record import Job
 from thorgen.jobs.service import JobService
 from thorgen.jobs.store import JobStore

@@ -15,10 +15,10 @@ from typing import Any
 
 from litestar import Request, Response, get
 
-from thorgen import __version__
 from thorgen.jobs.service import JobService
 from thorgen.protocol.auth import OPEN, Auth
 from thorgen.protocol.responses import json_response
+from thorgen.version import __version__
 
 SHELL = {OPEN: "the console's page shell: no data, only the key prompt and the scripts"}
 ASSET = {OPEN: "the console's static scripts and styles: no data"}

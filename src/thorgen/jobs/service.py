@@ -27,13 +27,10 @@ from dataclasses import dataclass
 from enum import StrEnum
 from functools import partial
 from pathlib import Path
-from typing import IO, Any, TypeVar
+from typing import IO, TYPE_CHECKING, Any, TypeVar
 
 import msgspec
 
-from thorgen.config import Config
-from thorgen.endpoints.base import Endpoint
-from thorgen.endpoints.registry import Registry
 from thorgen.errors import Cancelled, FalError, disk_full
 from thorgen.jobs.context import JobContext
 from thorgen.jobs.feed import ChangeFeed
@@ -48,6 +45,11 @@ from thorgen.metrics import Metrics
 from thorgen.models.info import model_info
 from thorgen.models.memory import is_out_of_memory
 from thorgen.models.runtime import ModelRuntime
+
+if TYPE_CHECKING:
+    from thorgen.config import Config
+    from thorgen.families.base import Endpoint
+    from thorgen.families.registry import Registry
 
 log = logging.getLogger("thorgen.jobs")
 
@@ -78,7 +80,8 @@ class CancelOutcome(StrEnum):
 
 
 class JobService:
-    def __init__(self, config: Config, registry: Registry, metrics: Metrics | None = None):
+    def __init__(self, config: Config, registry: Registry, metrics: Metrics | None = None,
+                 runtime: ModelRuntime | None = None):
         self.config = config
         self.registry = registry
         self.metrics = metrics or Metrics()
@@ -90,7 +93,8 @@ class JobService:
         self.resolver = UrlResolver(self.media, config, outbound)
         self.webhooks = Webhooks(outbound, config.limits.webhook_timeout_s)
         self.feed = ChangeFeed()
-        self.runtime = ModelRuntime(config)
+        # The families' load hooks and tiny builders reach the runtime through the registry.
+        self.runtime = runtime or ModelRuntime(config, registry.load_hooks(), registry.tiny_builder)
         self.metrics.watch_models(self.runtime)
         self.lanes = {
             "gpu": Lane("gpu", 1, self._execute),

@@ -11,9 +11,10 @@ import json
 from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from thorgen.config import Config
+if TYPE_CHECKING:
+    from thorgen.config import Config
 
 
 @dataclass(frozen=True)

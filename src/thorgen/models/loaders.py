@@ -1,22 +1,42 @@
-"""Loading a configured model from its folder: the concrete pipeline class, local files only.
+"""Loading a configured model from its folder: local files only, one family-agnostic path.
 
 Nothing here reaches a model hub: ``local_files_only=True`` on every load, and weights come only
-from ``thorgen models pull``. The swapper calls ``load`` and ``estimate``; families with needs of
-their own (a safety checker to inject, a .nemo archive) get a branch here when they arrive.
+from ``thorgen models pull``. The swapper calls ``load`` and ``estimate``. ``load`` checks the model
+is installed and its device exists, then hands a ``LoadRequest`` to the load hook of the model's
+family (``Family.load``, given to the Loader by the composition root); a family without a hook of
+its own gets ``load_diffusers``, the plain diffusers loader, which hooks also call with extra
+components (Cosmos's safety checker) before adjusting what it returns.
 """
 
 from __future__ import annotations
 
 import logging
-from pathlib import Path
-from typing import Any
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
 
-from thorgen.config import Config
 from thorgen.errors import FalError
+from thorgen.models.installed import model_status
 from thorgen.models.memory import estimate_bytes
-from thorgen.models.store import model_status
+
+if TYPE_CHECKING:
+    from thorgen.config import Config, ModelConfig
 
 log = logging.getLogger("thorgen.models")
+
+
+@dataclass(frozen=True)
+class LoadRequest:
+    """Everything a load hook needs: which model, where it is, how to load it, and the config."""
+
+    name: str  # the [models.NAME] entry
+    path: str  # its installed folder (or file)
+    model: ModelConfig  # its settings as they apply now (tiny mode: CPU, fp32)
+    device: str  # resolved and checked: "cpu", "cuda", "cuda:1"...
+    config: Config
+
+
+LoadHook = Callable[[LoadRequest], Any]
 
 
 def resolve_device(setting: str) -> str:
@@ -28,8 +48,9 @@ def resolve_device(setting: str) -> str:
 
 
 class Loader:
-    def __init__(self, config: Config):
+    def __init__(self, config: Config, hooks: Mapping[str, LoadHook] | None = None):
         self.config = config
+        self.hooks = dict(hooks or {})  # family name -> its load hook; absent: load_diffusers
 
     def estimate(self, name: str) -> int:
         return estimate_bytes(self.config.model_path(name), self.config.model(name).dtype)
@@ -40,44 +61,12 @@ class Loader:
             raise FalError(f"Model '{name}' is not installed (looked in {status.path}). Install it with: "
                            f"{status.install_hint}", status=424, error_type="model_not_installed")
         model = self.config.model(name)
-        if model.family == "nemo-tts":  # two .nemo archives, restored by NeMo itself
-            from thorgen.models.nemo_tts import load_pair
-
-            return load_pair(name, status.path, self._device(name, model.device),
-                             cache_dir=self.config.data_dir / "cache" / "text-normalisation")
-        if model.family == "kokoro":  # the kokoro package's KModel and voice packs, not diffusers
-            from thorgen.endpoints import kokoro
-
-            return kokoro.load(Path(status.path), self._device(name, model.device))
-        import torch
-
+        device = self._device(name, model.device)
         from thorgen.logs import adopt_library_loggers
 
-        adopt_library_loggers()  # their warnings in the server's format, and no progress bars
-
-        if model.family == "llm":  # a transformers causal LM, not a diffusers pipeline: models/llm.py
-            from thorgen.models.llm import load_causal_lm
-
-            return load_causal_lm(name, status.path, model.dtype, self._device(name, model.device))
-        pipeline_class = _pipeline_class(name, model.pipeline)
-        device = self._device(name, model.device)
-        extra: dict[str, Any] = {}
-        if model.family == "cosmos":
-            from thorgen.models import cosmos
-
-            cosmos.install_torchvision_stand_ins()
-            # Given to the constructor, or it builds cosmos_guardrail's checker itself (see models/cosmos.py).
-            guardrail = cosmos.load_guardrail() if self.config.guardrail_on else None
-            extra["safety_checker"] = cosmos.passthrough_checker(guardrail)
-        pipeline = pipeline_class.from_pretrained(status.path, dtype=getattr(torch, model.dtype),
-                                                  local_files_only=True, **extra)
-        if model.family in ("cosmos", "ltx"):
-            pipeline.vae.enable_tiling()  # decodes 720p x 93 frames in tiles instead of all at once
-        if device != "cpu":  # loaded onto the CPU; move only when it has to go elsewhere
-            pipeline.to(device)
-        pipeline.set_progress_bar_config(disable=True)
-        log.info("model %s: %s from %s on %s in %s", name, model.pipeline, status.path, device, model.dtype)
-        return pipeline
+        adopt_library_loggers()  # the libraries' warnings in the server's format, and no progress bars
+        hook = self.hooks.get(model.family, load_diffusers)
+        return hook(LoadRequest(name=name, path=status.path, model=model, device=device, config=self.config))
 
     @staticmethod
     def _device(name: str, setting: str) -> str:
@@ -88,6 +77,25 @@ class Loader:
             raise FalError(f"models.{name}.device is {setting!r} but torch sees no CUDA GPU here "
                            "(set device = \"auto\" or \"cpu\")", status=424, error_type="device_unavailable")
         return device
+
+
+def load_diffusers(request: LoadRequest, **components: Any) -> Any:
+    """The plain diffusers loader: the configured pipeline class from the folder, on its device.
+
+    ``components`` go to ``from_pretrained`` (a family's hook passes what it builds itself).
+    """
+    import torch
+
+    model = request.model
+    pipeline_class = _pipeline_class(request.name, model.pipeline)
+    pipeline = pipeline_class.from_pretrained(request.path, dtype=getattr(torch, model.dtype),
+                                              local_files_only=True, **components)
+    if request.device != "cpu":  # loaded onto the CPU; move only when it has to go elsewhere
+        pipeline.to(request.device)
+    pipeline.set_progress_bar_config(disable=True)
+    log.info("model %s: %s from %s on %s in %s", request.name, model.pipeline, request.path, request.device,
+             model.dtype)
+    return pipeline
 
 
 def _pipeline_class(name: str, class_name: str) -> Any:

@@ -8,26 +8,26 @@ A gated repository needs its licence accepted on the Hub and a token in ``HF_TOK
 from __future__ import annotations
 
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-from thorgen.config import Config
-from thorgen.models.catalog import CATALOG, DIFFUSERS_FILES
+from thorgen.models.catalog import DIFFUSERS_FILES
 
-GUARDRAIL = "cosmos-guardrail"
+if TYPE_CHECKING:
+    from thorgen.config import Config
 
 
 class PullError(Exception):
     pass
 
 
-def pull(config: Config, name: str) -> Path:
-    if name == GUARDRAIL:
-        return pull_guardrail()
+def pull(config: Config, name: str, allow_patterns: list[str] | None = None) -> Path:
+    """Download [models.NAME]'s source into its folder: only ``allow_patterns`` (its catalog entry's;
+    the diffusers layout by default). thorgen.families.pull finds the patterns and other downloads."""
     if name not in config.models:
         raise PullError(f"no model named {name!r}; `thorgen models list` shows the names")
     model = config.models[name]
     if not model.source:
         raise PullError(f"models.{name}.source is empty: thorgen does not know where to get it")
-    entry = CATALOG.get(name)
     target = config.models_root / model.path
     target.mkdir(parents=True, exist_ok=True)
 
@@ -40,7 +40,7 @@ def pull(config: Config, name: str) -> Path:
                 repo_id=repo_id,
                 revision=model.revision or None,
                 local_dir=target,
-                allow_patterns=entry.allow_patterns if entry else DIFFUSERS_FILES,
+                allow_patterns=allow_patterns or DIFFUSERS_FILES,
             )
     except GatedRepoError:
         raise PullError(_gated_message(model.source)) from None
@@ -55,27 +55,6 @@ def pull(config: Config, name: str) -> Path:
             raise PullError(_gated_message(model.source)) from None
         raise PullError(f"downloading {model.source} failed: {exc}") from None
     return target
-
-
-def pull_guardrail() -> Path:
-    """The Cosmos guardrail's weights, fetched the way the cosmos_guardrail package looks for them.
-
-    Its constructor downloads them (a blocklist, Qwen3Guard, a face filter) into the Hugging Face
-    cache; thorgen serves with HF_HUB_OFFLINE=1, so at serve time it only ever reads that cache.
-    """
-    try:
-        from cosmos_guardrail import CosmosSafetyChecker
-    except ImportError:
-        raise PullError("the cosmos_guardrail package is not installed: pip install 'thorgen[guardrail]'") from None
-    from huggingface_hub import constants
-
-    if constants.HF_HUB_OFFLINE:
-        raise PullError("HF_HUB_OFFLINE=1 is set: run the pull where the Hugging Face Hub is reachable")
-    try:
-        CosmosSafetyChecker()
-    except Exception as exc:
-        raise PullError(f"fetching the Cosmos guardrail failed: {type(exc).__name__}: {exc}") from None
-    return Path(constants.HF_HUB_CACHE)
 
 
 def _has_token() -> bool:

@@ -15,14 +15,21 @@ import logging
 import os
 import sys
 import threading
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from thorgen.config import Config
 from thorgen.errors import FalError
-from thorgen.models.store import model_status
+from thorgen.models.installed import model_status
 from thorgen.models.swapper import Lease, ModelSwapper
+
+if TYPE_CHECKING:
+    from thorgen.config import Config, ModelConfig
+    from thorgen.models.loaders import LoadHook
+
+# The builder of a configured model's tiny version (given the model and the tiny-mode config), or None:
+# what the families provide (thorgen.families.tiny_builder); this module names no family.
+TinyBuilderFor = Callable[["ModelConfig", "Config"], "Callable[[], Any] | None"]
 
 log = logging.getLogger("thorgen.models")
 
@@ -32,8 +39,11 @@ CPU_SWITCH_INTERVAL_S = 0.001  # see ModelRuntime._set_cpu_threads
 
 
 class ModelRuntime:
-    def __init__(self, config: Config):
+    def __init__(self, config: Config, load_hooks: Mapping[str, LoadHook] | None = None,
+                 tiny_builder: TinyBuilderFor | None = None):
         self.config = config
+        self.load_hooks = dict(load_hooks or {})  # family -> its load hook (models.loaders.Loader)
+        self.tiny_builder = tiny_builder  # None: tiny mode writes no model (a registry of test endpoints)
         self.ready = threading.Event()
         self.refused: dict[str, str] = {}  # model -> why it can never load here
         self.device: dict[str, Any] = {}
@@ -53,7 +63,8 @@ class ModelRuntime:
         try:
             if self.config.runtime.tiny:
                 self._set_cpu_threads()  # writing the tiny models already runs torch on the CPU
-                write_missing_tiny(self.config)
+                if self.tiny_builder is not None:
+                    write_missing_tiny(self.config, self.tiny_builder)
             installed = [name for name in self.config.models if model_status(self.config, name).installed]
             if not installed:
                 return
@@ -105,7 +116,7 @@ class ModelRuntime:
         budget = compute_budget(runtime.budget_bytes, runtime.budget_fraction, info)
         self.device = {"kind": info.kind, "name": info.name, "unified_memory": info.unified}
         log.info("model memory budget: %.2f GiB (%s)", budget.bytes / 1024**3, budget.how)
-        loader = Loader(self.config)
+        loader = Loader(self.config, self.load_hooks)
         return ModelSwapper(budget, loader.load, loader.estimate,
                             pinned=lambda name: self.config.model(name).pinned)
 
@@ -194,17 +205,15 @@ class ModelRuntime:
         return {**data, "started": True, "device": self.device, **self._swapper.snapshot()}
 
 
-def write_missing_tiny(config: Config, *, force: bool = False) -> list[str]:
-    """Write a tiny checkpoint for every configured model whose family has a builder."""
-    from thorgen.models.catalog import missing_extra
-    from thorgen.models.tiny import builder_for, write_tiny
+def write_missing_tiny(config: Config, builder_for: TinyBuilderFor, *, force: bool = False) -> list[str]:
+    """Write a tiny checkpoint for every configured model that ``builder_for`` has a builder for."""
+    from thorgen.models.tiny import write_tiny
 
     tiny = as_tiny(config)
     written = []
     for name in sorted(tiny.models):
-        model = tiny.model(name)
-        build = builder_for(model.pipeline, model.family)
-        if build is None or missing_extra(model.family, tiny):  # its optional extra is absent: nothing to build with
+        build = builder_for(tiny.model(name), tiny)
+        if build is None:  # no tiny version, or its family's optional extra is absent
             continue
         if force or not model_status(tiny, name).installed:
             tiny.models_dir.mkdir(parents=True, exist_ok=True)

@@ -1,9 +1,10 @@
-"""Tiny random-weight models of every family, written to disk offline in seconds.
+"""What every family's tiny random-weight models share: toy tokenizers, and writing one to disk.
 
-They have the real architectures and the real on-disk layout (diffusers ``save_pretrained``), so the
-server loads them through the same code as real weights; only the sizes are toy and the weights are
-random, so every output is noise. Tokenizers are trained here on a few sentences with the
-``tokenizers`` library and handed to the transformers classes the real models use.
+Each family builds its own tiny models (``Family.tiny``) with the real architectures and the real
+on-disk layout (diffusers ``save_pretrained``), so the server loads them through the same code as
+real weights; only the sizes are toy and the weights are random, so every output is noise.
+Tokenizers are trained here on a few sentences with the ``tokenizers`` library and handed to the
+transformers classes the real models use.
 """
 
 from __future__ import annotations
@@ -14,9 +15,6 @@ import string
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
-
-from thorgen.models import tiny_tts
-from thorgen.models.tiny_audio import build_llm, build_stable_audio
 
 log = logging.getLogger("thorgen.models")
 
@@ -116,81 +114,6 @@ def _json(raw: Any) -> dict[str, Any]:
     import json
 
     return json.loads(raw.to_str())
-
-
-def build_flux() -> Any:
-    """FluxPipeline with Flux's real structure: 16 latent channels, 8x VAE, CLIP + T5 encoders."""
-    import torch
-    from diffusers import AutoencoderKL, FlowMatchEulerDiscreteScheduler, FluxPipeline, FluxTransformer2DModel
-    from transformers import CLIPTextConfig, CLIPTextModel, T5Config, T5EncoderModel
-
-    torch.manual_seed(0)
-    tokenizer = clip_tokenizer()
-    tokenizer_2 = t5_tokenizer(max_length=64)
-    transformer = FluxTransformer2DModel(
-        patch_size=1, in_channels=64, num_layers=1, num_single_layers=1, attention_head_dim=16,
-        num_attention_heads=2, joint_attention_dim=32, pooled_projection_dim=32, guidance_embeds=True,
-        axes_dims_rope=[4, 4, 8])
-    vae = AutoencoderKL(
-        in_channels=3, out_channels=3, down_block_types=["DownEncoderBlock2D"] * 4,
-        up_block_types=["UpDecoderBlock2D"] * 4, block_out_channels=[8, 16, 16, 16], layers_per_block=1,
-        latent_channels=16, norm_num_groups=8, use_quant_conv=False, use_post_quant_conv=False,
-        shift_factor=0.1159, scaling_factor=0.3611)
-    text_encoder = CLIPTextModel(CLIPTextConfig(
-        vocab_size=len(tokenizer), hidden_size=32, intermediate_size=37, num_hidden_layers=2,
-        num_attention_heads=4, max_position_embeddings=77, projection_dim=32,
-        bos_token_id=tokenizer.bos_token_id, eos_token_id=tokenizer.eos_token_id,
-        pad_token_id=tokenizer.pad_token_id))
-    text_encoder_2 = T5EncoderModel(T5Config(
-        vocab_size=len(tokenizer_2), d_model=32, d_kv=8, d_ff=37, num_layers=2, num_heads=4,
-        relative_attention_num_buckets=8, feed_forward_proj="gated-gelu", pad_token_id=0, eos_token_id=1))
-    scheduler = FlowMatchEulerDiscreteScheduler(
-        use_dynamic_shifting=True, base_shift=0.5, max_shift=1.15, base_image_seq_len=256,
-        max_image_seq_len=4096, shift=3.0)
-    modules: list[Any] = [transformer, vae, text_encoder, text_encoder_2]
-    for module in modules:
-        module.eval()  # built modules start in training mode (dropout): outputs would not repeat
-    return FluxPipeline(scheduler=scheduler, vae=vae, text_encoder=text_encoder, tokenizer=tokenizer,
-                        text_encoder_2=text_encoder_2, tokenizer_2=tokenizer_2, transformer=transformer)
-
-
-def _cosmos(builder: str) -> Callable[[], Any]:
-    def build() -> Any:
-        from thorgen.models import cosmos
-
-        return getattr(cosmos, builder)()
-
-    return build
-
-
-def _ltx() -> Any:
-    from thorgen.endpoints import ltx
-
-    return ltx.build_tiny()
-
-
-def _kokoro() -> Any:
-    from thorgen.endpoints import kokoro
-
-    return kokoro.build_tiny()
-
-
-# A model's pipeline class (or, failing that, its family) -> the builder of its tiny version.
-BUILDERS: dict[str, Callable[[], Any]] = {
-    "flux": build_flux,
-    "stable-audio": build_stable_audio,
-    "llm": build_llm,
-    "nemo-tts": tiny_tts.build_tiny_pair,
-    "Cosmos2_5_PredictBasePipeline": _cosmos("build_cosmos2_5"),
-    "Cosmos2VideoToWorldPipeline": _cosmos("build_cosmos2_video2world"),
-    "Cosmos2TextToImagePipeline": _cosmos("build_cosmos2_text2image"),
-    "ltx": _ltx,
-    "kokoro": _kokoro,
-}
-
-
-def builder_for(pipeline: str, family: str) -> Callable[[], Any] | None:
-    return BUILDERS.get(pipeline) or BUILDERS.get(family)
 
 
 def write_tiny(build: Callable[[], Any], target: Path) -> Path:

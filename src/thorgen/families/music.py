@@ -25,15 +25,23 @@ from typing import Annotated, Any, Literal
 import numpy as np
 from msgspec import Meta, Struct
 
-from thorgen.endpoints.base import AudioFile, Endpoint, File, store_audio
-from thorgen.endpoints.diffusion import pick_seed, seeded_generator
 from thorgen.errors import InputError
-from thorgen.jobs.context import JobContext
+from thorgen.families.base import (
+    ANY_PIPELINE,
+    AudioFile,
+    CatalogEntry,
+    Context,
+    Endpoint,
+    Family,
+    File,
+    Prompt,
+    Seed,
+    store_audio,
+)
+from thorgen.families.diffusion import pick_seed, seeded_generator
 from thorgen.models.info import ModelInfo
 
 DEFAULT_SECONDS = 30.0  # fal's stable-audio default, and what the editor sends
-Seed = Annotated[int, Meta(ge=0, le=2**63 - 1)]
-Prompt = Annotated[str, Meta(min_length=1, max_length=10_000)]
 
 
 class _MusicInput(Struct, kw_only=True):
@@ -99,7 +107,7 @@ def check_length(seconds_start: float, seconds_total: float, longest: float | No
                          "less_than")
 
 
-def make_music(ctx: JobContext, prompt: str, seconds: float, steps: int, seed: int | None,
+def make_music(ctx: Context, prompt: str, seconds: float, steps: int, seed: int | None,
                negative_prompt: str = "", *, guidance_scale: float = 7.0, seconds_start: float = 0.0,
                too_long: Literal["reject", "cap"] = "reject", field: str = "seconds_total",
                model: str | None = None) -> tuple[np.ndarray, int]:
@@ -129,7 +137,7 @@ def make_music(ctx: JobContext, prompt: str, seconds: float, steps: int, seed: i
         return samples, int(pipe.vae.config.sampling_rate)
 
 
-def _step_reporter(ctx: JobContext, total: int) -> Any:
+def _step_reporter(ctx: Context, total: int) -> Any:
     def on_step(step: int, timestep: Any, latents: Any) -> None:
         ctx.step(step + 1, total, "denoising step")
 
@@ -144,14 +152,14 @@ def validate_stable_audio(args: StableAudioInput, model: ModelInfo | None) -> No
                  model.name if model else "stable-audio-open")
 
 
-def stable_audio(ctx: JobContext, args: StableAudioInput) -> StableAudioOutput:
+def stable_audio(ctx: Context, args: StableAudioInput) -> StableAudioOutput:
     samples, rate = make_music(ctx, args.prompt, args.seconds_total, args.steps, args.seed, args.negative_prompt,
                                guidance_scale=args.guidance_scale, seconds_start=args.seconds_start)
     stored = store_audio(ctx, samples, rate, args.output_format)
     return StableAudioOutput(audio_file=File(stored.url, stored.content_type, stored.file_name, stored.file_size))
 
 
-def minimax_music(ctx: JobContext, args: MinimaxMusicInput) -> MinimaxMusicOutput:
+def minimax_music(ctx: Context, args: MinimaxMusicInput) -> MinimaxMusicOutput:
     if args.reference_audio_url:
         ctx.log("reference_audio_url is ignored: Stable Audio cannot follow a reference track", "WARNING")
     seconds = args.seconds_total if args.seconds_total is not None else DEFAULT_SECONDS
@@ -182,7 +190,7 @@ class VideoSoundOutput(Struct):
     video: VideoWithSound  # only the video: the editor takes any other media key as the result
 
 
-def video_sound(ctx: JobContext, args: VideoSoundInput) -> VideoSoundOutput:
+def video_sound(ctx: Context, args: VideoSoundInput) -> VideoSoundOutput:
     from thorgen.media.probe import MediaError, probe
     from thorgen.media.video import with_audio
 
@@ -220,3 +228,70 @@ ENDPOINTS = [
 
 # The editor appends /image-to-video to any video-tab id when an image is set.
 ALIASES = {"fal-ai/mmaudio-v2/image-to-video": "fal-ai/mmaudio-v2"}
+
+CATALOG = {
+    "stable-audio-open": CatalogEntry(
+        config={"family": "stable-audio", "path": "stable-audio-open", "source": "stabilityai/stable-audio-open-1.0",
+                "pipeline": "StableAudioPipeline", "dtype": "float16"},
+        licence="Stability AI Community License",
+        gated=True,
+        approx_bytes=2_420_000_000,
+    ),
+}
+
+
+# -- tiny: model-stack.md §3, the real component classes at toy widths, a 2048-sample hop and a
+# 1024-latent DiT, so the longest clip it makes is 1024 × 2048 / 44100 ≈ 47.55 s of 44.1 kHz stereo,
+# as long as Stable Audio Open 1.0's.
+
+def build_tiny() -> Any:
+    """StableAudioPipeline with the real structure (Oobleck VAE, T5, projection, DiT, cosine DPM)."""
+    import torch
+    from diffusers import (
+        AutoencoderOobleck,
+        CosineDPMSolverMultistepScheduler,
+        StableAudioDiTModel,
+        StableAudioPipeline,
+    )
+    from diffusers.pipelines.stable_audio import StableAudioProjectionModel
+    from transformers import T5Config, T5EncoderModel
+
+    from thorgen.models.tiny import t5_tokenizer
+
+    torch.manual_seed(0)
+    tokenizer = t5_tokenizer(max_length=64)  # the pipeline pads to model_max_length (gotcha G4)
+    # The window is sample_size latents × the VAE's hop (the product of its downsampling ratios) ÷
+    # the sample rate: 1024 × (4·8·8·8 = 2048) ÷ 44100 = 47.55 s, Stable Audio Open 1.0's own window
+    # (1024 latents × hop 2048), so tiny mode takes every length the real model takes (the editor
+    # always sends seconds_total 30). The pipeline decodes the whole window (2.1 M samples) every
+    # time: 2 channels in the VAE's last stage keep that about 1 s on one CPU core (8 took 10 s).
+    transformer = StableAudioDiTModel(
+        sample_size=1024, in_channels=8, out_channels=8, num_layers=2, attention_head_dim=8,
+        num_attention_heads=2, num_key_value_attention_heads=1, cross_attention_dim=16, time_proj_dim=16,
+        global_states_input_dim=32, cross_attention_input_dim=16)
+    vae = AutoencoderOobleck(
+        encoder_hidden_size=8, downsampling_ratios=[4, 8, 8, 8], channel_multiples=[1, 2, 4, 4], decoder_channels=2,
+        decoder_input_channels=8, audio_channels=2, sampling_rate=44100)
+    text_encoder = T5EncoderModel(T5Config(
+        vocab_size=len(tokenizer), d_model=32, d_kv=8, d_ff=37, num_layers=2, num_heads=4,
+        relative_attention_num_buckets=8, pad_token_id=0, eos_token_id=1))
+    projection_model = StableAudioProjectionModel(text_encoder_dim=32, conditioning_dim=16, min_value=0,
+                                                  max_value=512)
+    scheduler = CosineDPMSolverMultistepScheduler(
+        sigma_min=0.3, sigma_max=500, sigma_data=1.0, sigma_schedule="exponential",
+        prediction_type="v_prediction", solver_order=2)
+    modules: list[Any] = [transformer, vae, text_encoder, projection_model]
+    for module in modules:
+        module.eval()  # built modules start in training mode (dropout): outputs would not repeat
+    return StableAudioPipeline(vae=vae, text_encoder=text_encoder, projection_model=projection_model,
+                               tokenizer=tokenizer, transformer=transformer, scheduler=scheduler)
+
+
+FAMILY = Family(
+    name="stable-audio",
+    title="Stable Audio",
+    endpoints=ENDPOINTS,
+    aliases=ALIASES,
+    catalog=CATALOG,
+    tiny={ANY_PIPELINE: build_tiny},
+)

@@ -11,9 +11,8 @@ from typing import Annotated, Literal
 import msgspec
 from msgspec import UNSET, Meta, Struct, UnsetType
 
-from thorgen.endpoints.base import Endpoint, File, Image
 from thorgen.errors import InputError
-from thorgen.jobs.context import JobContext
+from thorgen.families.base import Context, Endpoint, Family, File, Image
 from thorgen.media.compose import Clip, compose
 from thorgen.media.frames import read_frame
 from thorgen.media.pixels import check_still_header
@@ -90,7 +89,7 @@ class MetadataOutput(Struct):
     media: VideoMedia | AudioMedia | ImageMedia
 
 
-def run_metadata(ctx: JobContext, inp: MetadataInput) -> MetadataOutput:
+def run_metadata(ctx: Context, inp: MetadataInput) -> MetadataOutput:
     path = ctx.resolve(inp.media_url, "media_url")
     max_pixels = ctx.config.limits.max_image_pixels
     try:
@@ -137,7 +136,7 @@ def validate_waveform(inp: WaveformInput, model: object = None) -> None:
         raise InputError("smoothing_window", "Must be an odd number", "value_error")
 
 
-def run_waveform(ctx: JobContext, inp: WaveformInput) -> WaveformOutput:
+def run_waveform(ctx: Context, inp: WaveformInput) -> WaveformOutput:
     validate_waveform(inp)
     path = ctx.resolve(inp.media_url, "media_url")
     try:
@@ -158,7 +157,7 @@ class ExtractFrameOutput(Struct):
     images: list[Image]
 
 
-def run_extract_frame(ctx: JobContext, inp: ExtractFrameInput) -> ExtractFrameOutput:
+def run_extract_frame(ctx: Context, inp: ExtractFrameInput) -> ExtractFrameOutput:
     path = ctx.resolve(inp.video_url, "video_url")
     try:
         frame = read_frame(path, inp.frame_type, ctx.config.limits.max_image_pixels)
@@ -204,7 +203,7 @@ def validate_compose(inp: ComposeInput, model: object = None) -> None:
         raise InputError("tracks", "No keyframe has a url: there is nothing to compose")
 
 
-def run_compose(ctx: JobContext, inp: ComposeInput) -> ComposeOutput:
+def run_compose(ctx: Context, inp: ComposeInput) -> ComposeOutput:
     validate_compose(inp)
     clips = []
     for t, track in enumerate(inp.tracks):
@@ -247,3 +246,5 @@ ENDPOINTS = [
     Endpoint("fal-ai/ffmpeg-api/compose", ComposeInput, ComposeOutput, run_compose, "utility",
              "Render a timeline of video, image and audio tracks to an H.264/AAC MP4", validate=validate_compose),
 ]
+
+FAMILY = Family(name="ffmpeg", endpoints=ENDPOINTS)  # media utilities: no model to load

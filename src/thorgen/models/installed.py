@@ -1,11 +1,14 @@
-"""Which configured models are on disk, and how big they are. Loading them (and torch) lives elsewhere."""
+"""Whether each configured model is installed (on disk), and how big it is. Loading lives in loaders.py."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
-from thorgen.config import Config
 from thorgen.models.memory import disk_bytes
+
+if TYPE_CHECKING:
+    from thorgen.config import Config
 
 
 @dataclass(frozen=True)

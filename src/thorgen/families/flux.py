@@ -12,7 +12,6 @@ the README say so.
 
 from __future__ import annotations
 
-import io
 import math
 import time
 from typing import Annotated, Any, Literal
@@ -20,11 +19,20 @@ from typing import Annotated, Any, Literal
 import msgspec
 from msgspec import Meta, Struct
 
-from thorgen.endpoints.acceleration import Accelerated, Level, accelerated
-from thorgen.endpoints.base import Endpoint, Image
-from thorgen.endpoints.diffusion import data_uri, pick_seed, seeded_generator, step_reporter
 from thorgen.errors import InputError
-from thorgen.jobs.context import JobContext
+from thorgen.families.acceleration import Accelerated, Level, accelerated
+from thorgen.families.base import (
+    ANY_PIPELINE,
+    CatalogEntry,
+    Context,
+    Endpoint,
+    Family,
+    Image,
+    Prompt,
+    Seed,
+    store_image,
+)
+from thorgen.families.diffusion import pick_seed, seeded_generator, step_reporter
 
 SAFETY_NOTE = "no safety checker runs for Flux (diffusers' Flux has none): has_nsfw_concepts is always false"
 
@@ -37,7 +45,6 @@ PRESETS = {
 # aspect_ratio (flux-pro ultra's field) when no image_size is given: about one megapixel.
 ASPECT_RATIOS = ("21:9", "16:9", "4:3", "3:2", "1:1", "2:3", "3:4", "9:16", "9:21")
 MIN_SIDE, MAX_SIDE = 64, 2048
-Seed = Annotated[int, Meta(ge=0, le=2**63 - 1)]
 
 
 class ImageSize(Struct):
@@ -48,14 +55,14 @@ class ImageSize(Struct):
 class _Common(Struct, kw_only=True):
     """The fields every Flux endpoint takes, as fal documents them."""
 
-    prompt: Annotated[str, Meta(min_length=1, max_length=10_000)]
+    prompt: Prompt
     seed: Seed | None = None
     guidance_scale: Annotated[float, Meta(ge=0, le=20)] = 3.5
     sync_mode: bool = False
     num_images: Annotated[int, Meta(ge=1, le=4)] = 1
     enable_safety_checker: bool = True  # accepted and ignored: see SAFETY_NOTE
     output_format: Literal["jpeg", "png"] = "jpeg"
-    # fal's speed levels (endpoints/acceleration.py says which cache each runs). Unset: the model's
+    # fal's speed levels (families/acceleration.py says which cache each runs). Unset: the model's
     # configured default ([models.NAME] acceleration), itself "none" unless changed.
     acceleration: Level | None = None
 
@@ -137,7 +144,7 @@ def fit_input_image(width: int, height: int) -> tuple[int, int]:
 
 # -- running ------------------------------------------------------------------------------------
 
-def text_to_image(ctx: JobContext, args: FluxInput) -> FluxOutput:
+def text_to_image(ctx: Context, args: FluxInput) -> FluxOutput:
     width, height = output_size(args.image_size, args.aspect_ratio)
     seed = pick_seed(args.seed)
     level = _level(ctx, args)
@@ -168,7 +175,7 @@ def validate_image_to_image(args: ImageToImageInput, model: Any) -> None:
         raise InputError("strength", "strength × num_inference_steps must be at least 1 step")
 
 
-def image_to_image(ctx: JobContext, args: ImageToImageInput) -> FluxOutput:
+def image_to_image(ctx: Context, args: ImageToImageInput) -> FluxOutput:
     validate_image_to_image(args, None)
     from diffusers import FluxImg2ImgPipeline
 
@@ -202,14 +209,14 @@ def image_to_image(ctx: JobContext, args: ImageToImageInput) -> FluxOutput:
     return _output(ctx, images, args, seed, inference, _report(ctx, ran, steps))
 
 
-def _level(ctx: JobContext, args: _Common) -> Level:
+def _level(ctx: Context, args: _Common) -> Level:
     """The request's acceleration, else the model's configured default."""
     if args.acceleration is not None:
         return args.acceleration
     return ctx.config.model(ctx.model).acceleration if ctx.model else "none"
 
 
-def _report(ctx: JobContext, ran: Accelerated, steps: int) -> Timings:
+def _report(ctx: Context, ran: Accelerated, steps: int) -> Timings:
     """Log and return what ran: the level, its method, the passes whose attention really ran."""
     ctx.log(f"acceleration {ran.level}: {ran.method}; attention computed in {ran.computed} of {steps} passes")
     return Timings(inference=0.0, acceleration=ran.level, attention_passes=ran.computed,
@@ -221,24 +228,13 @@ def _max_sequence_length(pipe: Any, limit: int) -> int:
     return int(min(limit, getattr(pipe.tokenizer_2, "model_max_length", limit)))
 
 
-def _output(ctx: JobContext, images: list[Any], args: _Common, seed: int,
+def _output(ctx: Context, images: list[Any], args: _Common, seed: int,
             inference: float, timings: Timings) -> FluxOutput:
-    fmt = "JPEG" if args.output_format == "jpeg" else "PNG"
-    ext, content_type = ("jpg", "image/jpeg") if fmt == "JPEG" else ("png", "image/png")
-    stored = []
-    for index, image in enumerate(images):
-        buffer = io.BytesIO()
-        image.save(buffer, fmt, **({"quality": 95} if fmt == "JPEG" else {}))
-        data = buffer.getvalue()
-        if args.sync_mode:  # fal: media comes back inline as data URIs, and nothing is stored
-            url = data_uri(data, content_type)
-            stored.append(Image(url=url, content_type=content_type, file_name=f"image-{index}.{ext}",
-                                file_size=len(data), width=image.width, height=image.height))
-            continue
-        key, path = ctx.new_output(ext)
-        path.write_bytes(data)
-        file = ctx.file(key)
-        stored.append(Image(**file, width=image.width, height=image.height))
+    ext = "jpg" if args.output_format == "jpeg" else "png"
+    # fal names inline (sync_mode) images image-N; stored ones keep their key as the name.
+    stored = [store_image(ctx, image, args.output_format, sync_mode=args.sync_mode,
+                          file_name=f"image-{index}.{ext}" if args.sync_mode else None)
+              for index, image in enumerate(images)]
     return FluxOutput(images=stored, timings=msgspec.structs.replace(timings, inference=round(inference, 4)), seed=seed,
                       has_nsfw_concepts=[False] * len(images), prompt=args.prompt)
 
@@ -257,3 +253,71 @@ ALIASES = {
     "fal-ai/flux-pro/v1.1-ultra": "fal-ai/flux/dev",
     "fal-ai/stable-diffusion-v35-large": "fal-ai/flux/dev",
 }
+
+CATALOG = {
+    "flux-dev": CatalogEntry(
+        config={"family": "flux", "path": "flux-dev", "source": "black-forest-labs/FLUX.1-dev",
+                "pipeline": "FluxPipeline", "dtype": "bfloat16"},
+        licence="FLUX.1 [dev] Non-Commercial License",
+        gated=True,
+        approx_bytes=33_700_000_000,
+    ),
+    "flux-schnell": CatalogEntry(
+        config={"family": "flux", "path": "flux-schnell", "source": "black-forest-labs/FLUX.1-schnell",
+                "pipeline": "FluxPipeline", "dtype": "bfloat16"},
+        licence="Apache-2.0",
+        gated=False,
+        approx_bytes=33_700_000_000,
+    ),
+}
+
+
+# -- tiny ------------------------------------------------------------------------------------------
+
+def build_tiny() -> Any:
+    """FluxPipeline with Flux's real structure: 16 latent channels, 8x VAE, CLIP + T5 encoders."""
+    import torch
+    from diffusers import AutoencoderKL, FlowMatchEulerDiscreteScheduler, FluxPipeline, FluxTransformer2DModel
+    from transformers import CLIPTextConfig, CLIPTextModel, T5Config, T5EncoderModel
+
+    from thorgen.models.tiny import clip_tokenizer, t5_tokenizer
+
+    torch.manual_seed(0)
+    tokenizer = clip_tokenizer()
+    tokenizer_2 = t5_tokenizer(max_length=64)
+    transformer = FluxTransformer2DModel(
+        patch_size=1, in_channels=64, num_layers=1, num_single_layers=1, attention_head_dim=16,
+        num_attention_heads=2, joint_attention_dim=32, pooled_projection_dim=32, guidance_embeds=True,
+        axes_dims_rope=[4, 4, 8])
+    vae = AutoencoderKL(
+        in_channels=3, out_channels=3, down_block_types=["DownEncoderBlock2D"] * 4,
+        up_block_types=["UpDecoderBlock2D"] * 4, block_out_channels=[8, 16, 16, 16], layers_per_block=1,
+        latent_channels=16, norm_num_groups=8, use_quant_conv=False, use_post_quant_conv=False,
+        shift_factor=0.1159, scaling_factor=0.3611)
+    text_encoder = CLIPTextModel(CLIPTextConfig(
+        vocab_size=len(tokenizer), hidden_size=32, intermediate_size=37, num_hidden_layers=2,
+        num_attention_heads=4, max_position_embeddings=77, projection_dim=32,
+        bos_token_id=tokenizer.bos_token_id, eos_token_id=tokenizer.eos_token_id,
+        pad_token_id=tokenizer.pad_token_id))
+    text_encoder_2 = T5EncoderModel(T5Config(
+        vocab_size=len(tokenizer_2), d_model=32, d_kv=8, d_ff=37, num_layers=2, num_heads=4,
+        relative_attention_num_buckets=8, feed_forward_proj="gated-gelu", pad_token_id=0, eos_token_id=1))
+    scheduler = FlowMatchEulerDiscreteScheduler(
+        use_dynamic_shifting=True, base_shift=0.5, max_shift=1.15, base_image_seq_len=256,
+        max_image_seq_len=4096, shift=3.0)
+    modules: list[Any] = [transformer, vae, text_encoder, text_encoder_2]
+    for module in modules:
+        module.eval()  # built modules start in training mode (dropout): outputs would not repeat
+    return FluxPipeline(scheduler=scheduler, vae=vae, text_encoder=text_encoder, tokenizer=tokenizer,
+                        text_encoder_2=text_encoder_2, tokenizer_2=tokenizer_2, transformer=transformer)
+
+
+FAMILY = Family(
+    name="flux",
+    title="Flux",
+    endpoints=ENDPOINTS,
+    aliases=ALIASES,
+    catalog=CATALOG,
+    tiny={ANY_PIPELINE: build_tiny},
+    safety_note=lambda config: SAFETY_NOTE,
+)

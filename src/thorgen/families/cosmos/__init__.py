@@ -6,28 +6,47 @@ frame, so for text-to-video ``[cosmos] first_frame_model`` (Predict2 Text2Image)
 
 The editor's video models (minimax, hunyuan, kling, luma, veo2) are aliases of text-to-video,
 with and without the ``/image-to-video`` suffix it appends when an image is set: ``image_url`` (or
-ltx's first ``images[].image_url``) is then the first frame. Fields Cosmos has no use for
-(``seconds_total``, ``image_size``, ``advanced_camera_control``...) are ignored, never an error.
+the first ``images[].image_url``, LTX's key-frame shape) is then the first frame. Fields Cosmos has no
+use for (``seconds_total``, ``image_size``, ``advanced_camera_control``...) are ignored, never an error.
+LTX-Video answers the editor's LTX id (families/ltx.py); ``[endpoint_models]`` can send these ids there.
 
 Outputs are only ``{video, seed}``: an ``images`` array would make the editor show a still.
 
 The guardrail (NVIDIA Open Model License) runs here, on the prompt before and the frames after each
-clip, when ``[cosmos] guardrail`` is on; models/cosmos.py says why it is not left to diffusers.
+clip, when ``[cosmos] guardrail`` is on; cosmos/pipeline.py says why it is not left to diffusers.
 """
 
 from __future__ import annotations
 
+import logging
 import time
-from typing import Annotated, Any, Literal
+from pathlib import Path
+from typing import TYPE_CHECKING, Annotated, Any, Literal
 
 from msgspec import Meta, Struct
 
-from thorgen.config import Config
-from thorgen.endpoints.base import Endpoint, File
-from thorgen.endpoints.diffusion import data_uri, pick_seed, seeded_generator, step_reporter
 from thorgen.errors import FalError, InputError
-from thorgen.jobs.context import JobContext
-from thorgen.models.catalog import missing_extra
+from thorgen.families.base import (
+    CatalogEntry,
+    Context,
+    Download,
+    Endpoint,
+    Extra,
+    Family,
+    Finding,
+    LoadRequest,
+    OptionalPrompt,
+    Seed,
+    VideoFile,
+    load_diffusers,
+    store_video,
+)
+from thorgen.families.diffusion import pick_seed, seeded_generator, step_reporter
+
+if TYPE_CHECKING:
+    from thorgen.config import Config
+
+log = logging.getLogger("thorgen")
 
 FPS = 16  # Cosmos Predict2 and 2.5 are trained and exported at 16 frames per second
 MIN_FRAMES, MAX_FRAMES = 9, 93
@@ -39,7 +58,6 @@ SIZES = {
 }
 AspectRatio = Literal["16:9", "9:16", "1:1", "4:3", "3:4"]
 VideoOutputType = Literal["X264 (.mp4)", "VP9 (.webm)", "GIF (.gif)", "PRORES4444 (.mov)"]
-Seed = Annotated[int, Meta(ge=0, le=2**63 - 1)]
 CONDITIONING_FRAMES = 5  # Video2World continues from the last 4 * (2 - 1) + 1 frames of its input
 
 
@@ -51,8 +69,8 @@ class FrameImage(Struct):
 
 
 class _VideoCommon(Struct, kw_only=True):
-    prompt: Annotated[str, Meta(max_length=10_000)] = ""
-    negative_prompt: Annotated[str, Meta(max_length=10_000)] | None = None  # None: the pipeline's long default
+    prompt: OptionalPrompt = ""
+    negative_prompt: OptionalPrompt | None = None  # None: the pipeline's long default
     num_frames: Annotated[int, Meta(ge=MIN_FRAMES, le=MAX_FRAMES)] = MAX_FRAMES
     num_inference_steps: Annotated[int, Meta(ge=1, le=100)] = 35
     guidance_scale: Annotated[float, Meta(ge=0, le=20)] = 7.0
@@ -79,14 +97,6 @@ class VideoToVideoInput(_VideoCommon, kw_only=True):
     video_url: str
 
 
-class VideoFile(File):
-    width: int
-    height: int
-    fps: float
-    duration: float
-    num_frames: int
-
-
 class VideoOutput(Struct):
     video: VideoFile
     seed: int
@@ -111,9 +121,9 @@ def validate_conditioning(args: TextToVideoInput, model: Any) -> None:
     conditioning(args)
 
 
-def generate(ctx: JobContext, args: TextToVideoInput | ImageToVideoInput | VideoToVideoInput) -> VideoOutput:
+def generate(ctx: Context, args: TextToVideoInput | ImageToVideoInput | VideoToVideoInput) -> VideoOutput:
     if ctx.model is not None and ctx.config.model(ctx.model).family == "ltx":  # [endpoint_models] chose LTX
-        from thorgen.endpoints import ltx
+        from thorgen.families import ltx
 
         return ltx.from_cosmos(ctx, args)
     image_url, video_url = conditioning(args)
@@ -165,7 +175,7 @@ def output_size(config: Config, aspect_ratio: str | None, image_size: tuple[int,
     return table[aspect_ratio or "16:9"]
 
 
-def _frame_count(ctx: JobContext, pipe: Any, requested: int) -> int:
+def _frame_count(ctx: Context, pipe: Any, requested: int) -> int:
     """The frames to make: as asked, within what the model's position embedding covers (tiny: 29)."""
     latent_limit = pipe.transformer.config.max_size[0]
     most = (latent_limit - 1) * pipe.vae_scale_factor_temporal + 1
@@ -180,7 +190,7 @@ def _max_sequence_length(pipe: Any) -> int:
     return int(min(512, getattr(pipe.tokenizer, "model_max_length", 512)))
 
 
-def _first_frame(ctx: JobContext, args: _VideoCommon, width: int, height: int, seed: int) -> Any:
+def _first_frame(ctx: Context, args: _VideoCommon, width: int, height: int, seed: int) -> Any:
     """Predict2 text-to-video: the first frame comes from Cosmos Predict2 Text2Image."""
     with ctx.lease(ctx.config.cosmos.first_frame_model) as model:
         pipe = model.pipeline
@@ -214,7 +224,7 @@ def _check_frames(pipe: Any, frames: list[Any]) -> list[Any]:
     return [Image.fromarray(np.asarray(frame, dtype=np.uint8)) for frame in checked]
 
 
-def _read_image(ctx: JobContext, url: str) -> Any:
+def _read_image(ctx: Context, url: str) -> Any:
     from thorgen.media.pixels import open_image
     from thorgen.media.probe import MediaError
 
@@ -225,7 +235,7 @@ def _read_image(ctx: JobContext, url: str) -> Any:
         raise InputError("image_url", f"The file at image_url is not usable: {exc}", exc.kind) from None
 
 
-def _read_clip(ctx: JobContext, url: str) -> list[Any]:
+def _read_clip(ctx: Context, url: str) -> list[Any]:
     from thorgen.media.probe import MediaError
     from thorgen.media.video import last_frames
 
@@ -241,21 +251,12 @@ def _read_clip(ctx: JobContext, url: str) -> list[Any]:
     return frames
 
 
-def _output(ctx: JobContext, args: _VideoCommon, frames: list[Any], seed: int) -> VideoOutput:
-    from thorgen.media.video import FORMATS, write_video
+def _output(ctx: Context, args: _VideoCommon, frames: list[Any], seed: int) -> VideoOutput:
+    from thorgen.media.video import FORMATS
 
-    spec = FORMATS[args.video_output_type]
-    width, height = frames[0].size
-    key, path = ctx.new_output(spec.ext)
-    write_video(frames, path, FPS, args.video_output_type, args.video_quality)
-    described = ctx.file(key, f"output.{spec.ext}")
-    if args.sync_mode:  # inline, and nothing kept
-        data = path.read_bytes()
-        path.unlink()
-        described = {**described, "url": data_uri(data, spec.content_type)}
-    video = VideoFile(**described, width=width, height=height, fps=float(FPS),
-                      duration=round(len(frames) / FPS, 6), num_frames=len(frames))
-    return VideoOutput(video=video, seed=seed)
+    name = f"output.{FORMATS[args.video_output_type].ext}"
+    return VideoOutput(video=store_video(ctx, frames, FPS, args.video_output_type, args.video_quality,
+                                         sync_mode=args.sync_mode, file_name=name), seed=seed)
 
 
 def safety_note(config: Config) -> str:
@@ -273,7 +274,7 @@ def safety_note(config: Config) -> str:
 
 def guardrail_working(config: Config) -> bool:
     """Whether Cosmos runs with a guardrail it can load: on in config and its package installed."""
-    return config.guardrail_on and missing_extra("cosmos", config) is None
+    return config.guardrail_on and GUARDRAIL.missing(config) is None
 
 
 # -- what thorgen cannot do locally -----------------------------------------------------------------
@@ -284,7 +285,7 @@ class _Anything(Struct, kw_only=True):
 
 
 def _unavailable(what: str) -> Any:
-    def run(ctx: JobContext, args: _Anything) -> VideoOutput:
+    def run(ctx: Context, args: _Anything) -> VideoOutput:
         raise FalError(f"{what} is not available in thorgen: no local model does it", status=501,
                        error_type="not_available_locally")
 
@@ -320,10 +321,156 @@ NOT_LOCAL = {
 EDITOR_VIDEO_IDS = [
     "fal-ai/minimax/video-01-live", "fal-ai/hunyuan-video", "fal-ai/kling-video/v1.5/pro",
     "fal-ai/kling-video/v1/standard/text-to-video", "fal-ai/luma-dream-machine", "fal-ai/veo2",
-]  # and fal-ai/ltx-video-v095/multiconditioning, which LTX-Video answers (endpoints/ltx.py)
+]  # and fal-ai/ltx-video-v095/multiconditioning, which LTX-Video answers (families/ltx.py)
 ALIASES = {
     **{video_id: T2V for video_id in EDITOR_VIDEO_IDS},
     **{f"{video_id}/image-to-video": T2V for video_id in EDITOR_VIDEO_IDS},
     "fal-ai/sync-lipsync/image-to-video": "fal-ai/sync-lipsync",
     "fal-ai/topaz/upscale/video/image-to-video": "fal-ai/topaz/upscale/video",
 }
+
+
+# -- models, loading, the guardrail as an extra --------------------------------------------------------
+
+LICENCE = "NVIDIA Open Model License (requires a safety guardrail)"
+CATALOG = {
+    # Cosmos: text, image and video to video in one pipeline. The diffusers weights live on a branch.
+    "cosmos-predict25": CatalogEntry(
+        config={"family": "cosmos", "path": "cosmos-predict25", "source": "nvidia/Cosmos-Predict2.5-2B",
+                "revision": "diffusers/base/post-trained", "pipeline": "Cosmos2_5_PredictBasePipeline",
+                "dtype": "bfloat16"},
+        licence=LICENCE,
+        gated=True,
+        approx_bytes=21_000_000_000,  # 2 B transformer, Cosmos-Reason1-7B text encoder, Wan 2.1 VAE
+    ),
+    # Cosmos Predict2, the alternative: image or video to video; text to video goes through Text2Image.
+    "cosmos-predict2-video2world": CatalogEntry(
+        config={"family": "cosmos", "path": "cosmos-predict2-video2world",
+                "source": "nvidia/Cosmos-Predict2-2B-Video2World", "pipeline": "Cosmos2VideoToWorldPipeline",
+                "dtype": "bfloat16"},
+        licence=LICENCE,
+        gated=True,
+        approx_bytes=13_900_000_000,  # 2 B transformer, T5-11B encoder, Wan 2.1 VAE
+    ),
+    "cosmos-predict2-text2image": CatalogEntry(
+        config={"family": "cosmos", "path": "cosmos-predict2-text2image",
+                "source": "nvidia/Cosmos-Predict2-2B-Text2Image", "pipeline": "Cosmos2TextToImagePipeline",
+                "dtype": "bfloat16"},
+        licence=LICENCE,
+        gated=True,
+        approx_bytes=13_900_000_000,
+    ),
+}
+
+# The guardrail is needed only while [cosmos] guardrail is on (never in tiny mode).
+GUARDRAIL = Extra(
+    module="cosmos_guardrail", name="guardrail", what=" (the Cosmos safety guardrail)",
+    more=("; then fetch its weights with `thorgen models pull cosmos-guardrail`. The NVIDIA Open Model "
+          "License requires this guardrail; [cosmos] guardrail = false in config.toml turns it off (read the "
+          "README's \"Cosmos safety guardrail\" first)"),
+    needed=lambda config: config.guardrail_on,
+)
+
+
+def load(request: LoadRequest) -> Any:
+    """The plain diffusers load, given a pass-through safety checker that carries the real guardrail."""
+    from thorgen.families.cosmos import pipeline as cosmos
+
+    cosmos.install_torchvision_stand_ins()
+    # Given to the constructor, or it builds cosmos_guardrail's checker itself (see cosmos/pipeline.py).
+    guardrail = cosmos.load_guardrail() if request.config.guardrail_on else None
+    loaded = load_diffusers(request, safety_checker=cosmos.passthrough_checker(guardrail))
+    loaded.vae.enable_tiling()  # decodes 720p x 93 frames in tiles instead of all at once
+    return loaded
+
+
+def _tiny(builder: str) -> Any:
+    def build() -> Any:
+        from thorgen.families.cosmos import pipeline  # imports torch: only when a tiny model is built
+
+        return getattr(pipeline, builder)()
+
+    return build
+
+
+def announce(config: Config) -> None:
+    (log.info if guardrail_working(config) else log.warning)("Cosmos safety guardrail: %s", safety_note(config))
+
+
+def doctor(config: Config) -> list[Finding]:
+    """The guardrail's line: whether Cosmos needs it now, and whether it is there."""
+    import importlib.util
+
+    present = importlib.util.find_spec("cosmos_guardrail") is not None
+    label = "extra: Cosmos guardrail"
+    if not config.cosmos.guardrail:
+        return [Finding(label, "warn", "[cosmos] guardrail = false: no prompt or clip is checked (the NVIDIA "
+                        "Open Model License requires a guardrail; see the README)")]
+    if present:
+        return [Finding(label, "ok", "installed (its weights: `thorgen models pull cosmos-guardrail`)")]
+    if config.runtime.tiny:
+        return [Finding(label, "info", "not installed; tiny mode does not run it (pip install "
+                        "'thorgen[guardrail]' for real Cosmos weights)")]
+    return [Finding(label, "warn", "required by Cosmos and not installed: every Cosmos id answers 424 until "
+                    "it is (pip install 'thorgen[guardrail]', then `thorgen models pull cosmos-guardrail`)")]
+
+
+def pull_guardrail() -> Path:
+    """The Cosmos guardrail's weights, fetched the way the cosmos_guardrail package looks for them.
+
+    Its constructor downloads them (a blocklist, Qwen3Guard, a face filter) into the Hugging Face
+    cache; thorgen serves with HF_HUB_OFFLINE=1, so at serve time it only ever reads that cache.
+    """
+    from thorgen.models.pull import PullError
+
+    try:
+        from cosmos_guardrail import CosmosSafetyChecker
+    except ImportError:
+        raise PullError("the cosmos_guardrail package is not installed: pip install 'thorgen[guardrail]'") from None
+    from huggingface_hub import constants
+
+    if constants.HF_HUB_OFFLINE:
+        raise PullError("HF_HUB_OFFLINE=1 is set: run the pull where the Hugging Face Hub is reachable")
+    try:
+        CosmosSafetyChecker()
+    except Exception as exc:
+        raise PullError(f"fetching the Cosmos guardrail failed: {type(exc).__name__}: {exc}") from None
+    return Path(constants.HF_HUB_CACHE)
+
+
+def _guardrail_present() -> bool:
+    import importlib.util
+
+    return importlib.util.find_spec("cosmos_guardrail") is not None
+
+
+_PULL = "thorgen models pull cosmos-guardrail (weights into the Hugging Face cache)"
+GUARDRAIL_DOWNLOAD = Download(
+    name="cosmos-guardrail",
+    kind="guardrail",
+    fetch=pull_guardrail,
+    installed=lambda: "package" if _guardrail_present() else "NO",
+    source="cosmos_guardrail package + its weights",
+    licence="NVIDIA Open Model License; required by the Cosmos models while [cosmos] guardrail is on",
+    install_hint=lambda: _PULL if _guardrail_present() else f"pip install 'thorgen[guardrail]', then {_PULL}",
+)
+
+FAMILY = Family(
+    name="cosmos",
+    title="Cosmos",
+    endpoints=ENDPOINTS,
+    aliases=ALIASES,
+    not_local=NOT_LOCAL,
+    catalog=CATALOG,
+    extra=GUARDRAIL,
+    load=load,
+    tiny={
+        "Cosmos2_5_PredictBasePipeline": _tiny("build_cosmos2_5"),
+        "Cosmos2VideoToWorldPipeline": _tiny("build_cosmos2_video2world"),
+        "Cosmos2TextToImagePipeline": _tiny("build_cosmos2_text2image"),
+    },
+    safety_note=safety_note,
+    on_start=announce,
+    doctor=doctor,
+    downloads=[GUARDRAIL_DOWNLOAD],
+)

@@ -27,11 +27,19 @@ from typing import Annotated, Any, Literal
 import msgspec
 from msgspec import Meta, Struct
 
-from thorgen.endpoints.base import Endpoint
-from thorgen.endpoints.cosmos import VideoFile, VideoOutput
-from thorgen.endpoints.diffusion import data_uri, pick_seed, seeded_generator, step_reporter
 from thorgen.errors import InputError
-from thorgen.jobs.context import JobContext
+from thorgen.families.base import (
+    ANY_PIPELINE,
+    CatalogEntry,
+    Context,
+    Endpoint,
+    Family,
+    LoadRequest,
+    VideoFile,
+    load_diffusers,
+    store_video,
+)
+from thorgen.families.diffusion import pick_seed, seeded_generator, step_reporter
 
 MODEL = "ltx-video"
 TEMPORAL_STEP = 8  # the VAE packs 8 frames into one latent frame: clips are 8k + 1 frames long
@@ -46,6 +54,11 @@ SIZES = {
 NEGATIVE = "worst quality, inconsistent motion, blurry, jittery, distorted"
 DECODE_TIMESTEP, DECODE_NOISE_SCALE = 0.05, 0.025
 Seed = Annotated[int, Meta(ge=0, le=2**63 - 1)]
+
+
+class VideoOutput(Struct):
+    video: VideoFile
+    seed: int
 
 
 class KeyFrame(Struct):
@@ -106,20 +119,20 @@ def check_key_frames(args: MulticonditioningInput, model: Any = None) -> None:
 
 # -- running --------------------------------------------------------------------------------------
 
-def text_to_video(ctx: JobContext, args: TextToVideoInput) -> VideoOutput:
+def text_to_video(ctx: Context, args: TextToVideoInput) -> VideoOutput:
     return _generate(ctx, args, [])
 
 
-def image_to_video(ctx: JobContext, args: ImageToVideoInput) -> VideoOutput:
+def image_to_video(ctx: Context, args: ImageToVideoInput) -> VideoOutput:
     return _generate(ctx, args, [KeyFrame(args.image_url)], fields=["image_url"])
 
 
-def multiconditioning(ctx: JobContext, args: MulticonditioningInput) -> VideoOutput:
+def multiconditioning(ctx: Context, args: MulticonditioningInput) -> VideoOutput:
     check_key_frames(args)
     return _generate(ctx, args, args.images, fields=[["images", i, "image_url"] for i in range(len(args.images))])
 
 
-def from_cosmos(ctx: JobContext, args: Any) -> VideoOutput:
+def from_cosmos(ctx: Context, args: Any) -> VideoOutput:
     """A Cosmos-shaped job ([endpoint_models] sent a Cosmos id here): its image is the first frame.
 
     Cosmos's fields map by name; ``images`` (the editor's LTX key frames) keep their frame numbers.
@@ -141,7 +154,7 @@ def from_cosmos(ctx: JobContext, args: Any) -> VideoOutput:
     return multiconditioning(ctx, converted)
 
 
-def _generate(ctx: JobContext, args: TextToVideoInput, keys: list[KeyFrame],
+def _generate(ctx: Context, args: TextToVideoInput, keys: list[KeyFrame],
               fields: list[Any] | None = None) -> VideoOutput:
     from thorgen.media.pixels import cover
 
@@ -193,7 +206,7 @@ def _pipeline_for(loaded: Any, keys: list[KeyFrame], images: list[Any]) -> tuple
     return pipe, extra
 
 
-def _size(ctx: JobContext, args: TextToVideoInput, image_size: tuple[int, int] | None) -> tuple[int, int]:
+def _size(ctx: Context, args: TextToVideoInput, image_size: tuple[int, int] | None) -> tuple[int, int]:
     """(width, height): aspect_ratio, or "auto": the first key frame's shape, else 16:9."""
     table = SIZES["tiny" if ctx.config.runtime.tiny else args.resolution]
     ratio = args.aspect_ratio
@@ -210,7 +223,7 @@ def _max_sequence_length(pipe: Any) -> int:
     return int(min(128, getattr(pipe.tokenizer, "model_max_length", 128)))
 
 
-def _read_image(ctx: JobContext, url: str, field: Any) -> Any:
+def _read_image(ctx: Context, url: str, field: Any) -> Any:
     from thorgen.media.pixels import open_image
     from thorgen.media.probe import MediaError
 
@@ -221,20 +234,17 @@ def _read_image(ctx: JobContext, url: str, field: Any) -> Any:
         raise InputError(field, f"The file at {url[:80]} is not a usable image: {exc}", exc.kind) from None
 
 
-def _output(ctx: JobContext, args: TextToVideoInput, frames: list[Any], seed: int) -> VideoOutput:
-    from thorgen.media.video import write_video
-
-    width, height = frames[0].size
-    key, path = ctx.new_output("mp4")
-    write_video(frames, path, args.frame_rate, "X264 (.mp4)", args.video_quality)
-    described = ctx.file(key, "output.mp4")
-    if args.sync_mode:  # inline, and nothing kept
-        data = path.read_bytes()
-        path.unlink()
-        described = {**described, "url": data_uri(data, "video/mp4")}
-    video = VideoFile(**described, width=width, height=height, fps=float(args.frame_rate),
-                      duration=round(len(frames) / args.frame_rate, 6), num_frames=len(frames))
+def _output(ctx: Context, args: TextToVideoInput, frames: list[Any], seed: int) -> VideoOutput:
+    video = store_video(ctx, frames, args.frame_rate, "X264 (.mp4)", args.video_quality, sync_mode=args.sync_mode,
+                        file_name="output.mp4")
     return VideoOutput(video=video, seed=seed)
+
+
+def load(request: LoadRequest) -> Any:
+    """The plain diffusers load, then VAE tiling: a 720p clip of 121 frames decodes in tiles."""
+    pipeline = load_diffusers(request)
+    pipeline.vae.enable_tiling()
+    return pipeline
 
 
 # -- tiny random weights with LTX-Video 0.9.5's real layout ------------------------------------------
@@ -297,3 +307,22 @@ ALIASES = {
     "fal-ai/ltx-video": T2V,  # fal's 0.9.1 ids, answered by 0.9.5
     "fal-ai/ltx-video/image-to-video": I2V,
 }
+CATALOG = {
+    MODEL: CatalogEntry(
+        config={"family": "ltx", "path": MODEL, "source": "Lightricks/LTX-Video-0.9.5",
+                "pipeline": "LTXConditionPipeline", "dtype": "bfloat16"},
+        licence="OpenRAIL-M (LTX-Video 0.9.5's model card; later LTX checkpoints: LTXV Open Weights License)",
+        gated=False,
+        approx_bytes=14_300_000_000,  # 1.9 B transformer, T5-XXL v1.1 encoder (4.8 B), video VAE
+    ),
+}
+
+FAMILY = Family(
+    name="ltx",
+    title="LTX-Video",
+    endpoints=ENDPOINTS,
+    aliases=ALIASES,
+    catalog=CATALOG,
+    load=load,
+    tiny={ANY_PIPELINE: build_tiny},
+)

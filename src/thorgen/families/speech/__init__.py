@@ -1,6 +1,6 @@
 """Speech: every voiceover id the editor sends, answered by NeMo FastPitch + HiFi-GAN in-process.
 
-One loaded model pair (``[models.fastpitch-hifigan]``, see thorgen.models.nemo_tts) serves all ids;
+One loaded model pair (``[models.fastpitch-hifigan]``, see speech/nemo.py) serves all ids;
 they differ only in how their input names the text and the voice, and in the output's shape.
 
 Voices: the English FastPitch NVIDIA publishes (and the tiny one) has a single speaker, so a voice
@@ -25,9 +25,19 @@ from typing import Annotated, Any, Literal
 import numpy as np
 from msgspec import Meta, Struct
 
-from thorgen.endpoints.base import AudioFile, Endpoint, store_audio
 from thorgen.errors import InputError
-from thorgen.jobs.context import JobContext
+from thorgen.families.base import (
+    ANY_PIPELINE,
+    AudioFile,
+    CatalogEntry,
+    Context,
+    Endpoint,
+    Family,
+    Finding,
+    LoadRequest,
+    store_audio,
+)
+from thorgen.families.speech.nemo import NEMO
 
 MODEL = "fastpitch-hifigan"
 MAX_TEXT = 10_000
@@ -233,7 +243,7 @@ def distinct_voices(names: list[str]) -> list[Voice]:
 
 # -- running ----------------------------------------------------------------------------------
 
-def speak(ctx: JobContext, parts: list[tuple[str, Voice]], pause_s: float = TURN_PAUSE_S) -> tuple[np.ndarray, int]:
+def speak(ctx: Context, parts: list[tuple[str, Voice]], pause_s: float = TURN_PAUSE_S) -> tuple[np.ndarray, int]:
     """Synthesize each (text, voice) part, sentence by sentence, joined by pauses. (samples, rate)."""
     plan = [(piece, voice, index) for index, (text, voice) in enumerate(parts) for piece in split_sentences(text)]
     if not plan:
@@ -255,12 +265,12 @@ def speak(ctx: JobContext, parts: list[tuple[str, Voice]], pause_s: float = TURN
     return samples, rate
 
 
-def _log_voice(ctx: JobContext, name: str, voice: Voice) -> None:
+def _log_voice(ctx: Context, name: str, voice: Voice) -> None:
     ctx.log(f"voice {name or '(default)'!r} -> preset {voice.preset} (pitch {voice.pitch:+g} semitones, "
             f"pace {voice.pace:g})")
 
 
-def playht(ctx: JobContext, args: PlayHTInput) -> AudioOutput:
+def playht(ctx: Context, args: PlayHTInput) -> AudioOutput:
     text = text_of(args.input, args.prompt, "input")
     voice = voice_for(args.voice)
     _log_voice(ctx, args.voice, voice)
@@ -268,7 +278,7 @@ def playht(ctx: JobContext, args: PlayHTInput) -> AudioOutput:
     return AudioOutput(audio=store_audio(ctx, samples, rate))
 
 
-def dialog(ctx: JobContext, args: DialogInput) -> AudioOutput:
+def dialog(ctx: Context, args: DialogInput) -> AudioOutput:
     text = text_of(args.input, args.prompt, "input")
     speakers = args.voices or DEFAULT_DIALOG_VOICES
     voices = distinct_voices([s.voice for s in speakers])
@@ -280,7 +290,7 @@ def dialog(ctx: JobContext, args: DialogInput) -> AudioOutput:
     return AudioOutput(audio=store_audio(ctx, samples, rate))
 
 
-def f5(ctx: JobContext, args: F5Input) -> F5Output:
+def f5(ctx: Context, args: F5Input) -> F5Output:
     text = text_of(args.gen_text, args.prompt, "gen_text")
     if args.ref_audio_url:
         ctx.log("ref_audio_url is not fetched and the voice is not cloned: FastPitch speaks in its own voice")
@@ -288,8 +298,8 @@ def f5(ctx: JobContext, args: F5Input) -> F5Output:
     return F5Output(audio_url=store_audio(ctx, samples, rate))
 
 
-def kokoro(ctx: JobContext, args: KokoroInput) -> AudioOutput:
-    """The stand-in for fal's kokoro ids while the kokoro extra is absent (endpoints/kokoro.py calls it)."""
+def kokoro(ctx: Context, args: KokoroInput) -> AudioOutput:
+    """The stand-in for fal's kokoro ids while the kokoro extra is absent (families/kokoro.py calls it)."""
     text = text_of(args.prompt, None, "prompt")
     base = voice_for(args.voice)
     voice = Voice(base.preset, base.pitch, base.pace * args.speed)
@@ -298,7 +308,7 @@ def kokoro(ctx: JobContext, args: KokoroInput) -> AudioOutput:
     return AudioOutput(audio=store_audio(ctx, samples, rate))
 
 
-def minimax(ctx: JobContext, args: MinimaxInput) -> MinimaxOutput:
+def minimax(ctx: Context, args: MinimaxInput) -> MinimaxOutput:
     text = text_of(args.text, args.prompt, "text")
     setting = args.voice_setting or VoiceSetting()
     audio = args.audio_setting or AudioSetting()
@@ -347,3 +357,49 @@ ENDPOINTS = [
     _endpoint("fal-ai/minimax/speech-02-hd", MinimaxInput, MinimaxOutput, minimax,
               "Text to speech (MiniMax voice_setting/audio_setting)", validate_minimax),
 ]
+
+# NeMo's English FastPitch (LJSpeech voice, 22050 Hz) and HiFi-GAN vocoder: two .nemo files from two
+# repos, pulled into one folder (sources are space-separated). float32: small models, and FastPitch's
+# duration and pitch predictors are not trained for half precision.
+CATALOG = {
+    MODEL: CatalogEntry(
+        config={"family": "nemo-tts", "path": MODEL,
+                "source": "nvidia/tts_en_fastpitch nvidia/tts_hifigan", "dtype": "float32"},
+        licence="CC-BY-4.0",
+        gated=False,
+        approx_bytes=502_000_000,
+        allow_patterns=["*.nemo"],
+    ),
+}
+
+
+def load(request: LoadRequest) -> Any:
+    """Two .nemo archives, restored by NeMo itself (speech/nemo.py)."""
+    from thorgen.families.speech.nemo import load_pair
+
+    return load_pair(request.name, request.path, request.device,
+                     cache_dir=request.config.data_dir / "cache" / "text-normalisation")
+
+
+def build_tiny() -> Any:
+    from thorgen.families.speech.tiny import build_tiny_pair
+
+    return build_tiny_pair()
+
+
+def doctor(config: Any) -> list[Finding]:
+    installed = NEMO.missing() is None
+    return [Finding("extra: NeMo TTS", "ok" if installed else "info",
+                    "installed" if installed else "not installed (pip install 'thorgen[tts]')")]
+
+
+FAMILY = Family(
+    name="nemo-tts",
+    title="NeMo TTS",
+    endpoints=ENDPOINTS,
+    catalog=CATALOG,
+    extra=NEMO,
+    load=load,
+    tiny={ANY_PIPELINE: build_tiny},
+    doctor=doctor,
+)

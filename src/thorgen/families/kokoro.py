@@ -3,7 +3,7 @@
 The ``kokoro`` package (optional extra ``thorgen[kokoro]``) supplies the model (``KModel``); thorgen
 loads it from ``[models.kokoro]`` (config.json, kokoro-v1_0.pth, voices/NAME.pt, as hexgrad/Kokoro-82M
 has them) and never lets it reach the Hub. Without the extra, every kokoro id is answered by the
-FastPitch stand-in (endpoints/tts.py) instead, and /endpoints names that model.
+FastPitch stand-in (families/speech) instead, and /endpoints names that model.
 
 Offline G2P (text to phonemes): the package's English pipeline (misaki's ``en.G2P``) needs spaCy's
 ``en_core_web_sm``, which it downloads at first use (no official package of it is on PyPI), so it
@@ -28,9 +28,18 @@ from typing import Annotated, Any, Literal
 import numpy as np
 from msgspec import Meta, Struct
 
-from thorgen.endpoints.base import AudioFile, Endpoint, store_audio
 from thorgen.errors import FalError, InputError
-from thorgen.jobs.context import JobContext
+from thorgen.families.base import (
+    ANY_PIPELINE,
+    AudioFile,
+    CatalogEntry,
+    Context,
+    Endpoint,
+    Extra,
+    Family,
+    LoadRequest,
+    store_audio,
+)
 
 MODEL = "kokoro"
 FALLBACK = "fastpitch-hifigan"  # answers when the kokoro extra is not installed
@@ -91,7 +100,7 @@ def _checker(language: Language) -> Any:
 
 
 def _runner(language: Language) -> Any:
-    def run(ctx: JobContext, args: KokoroInput) -> AudioOutput:
+    def run(ctx: Context, args: KokoroInput) -> AudioOutput:
         _checker(language)(args)
         voice = args.voice or language.default_voice
         if ctx.model is not None and ctx.config.model(ctx.model).family != "kokoro":
@@ -102,9 +111,9 @@ def _runner(language: Language) -> Any:
     return run
 
 
-def _stand_in(ctx: JobContext, args: KokoroInput, voice: str) -> AudioOutput:
+def _stand_in(ctx: Context, args: KokoroInput, voice: str) -> AudioOutput:
     """No kokoro package (or [endpoint_models] chose another model): FastPitch speaks with a preset."""
-    from thorgen.endpoints import tts
+    from thorgen.families import speech as tts
 
     ctx.log(f"{ctx.model} answers this Kokoro id (pip install 'thorgen[kokoro]' and "
             f"`thorgen models pull kokoro` for Kokoro's own voices)", "WARNING")
@@ -112,7 +121,7 @@ def _stand_in(ctx: JobContext, args: KokoroInput, voice: str) -> AudioOutput:
     return AudioOutput(audio=stand_in.audio)
 
 
-def speak(ctx: JobContext, language: Language, voice: str, text: str, speed: float) -> np.ndarray:
+def speak(ctx: Context, language: Language, voice: str, text: str, speed: float) -> np.ndarray:
     """Kokoro's audio for ``text``: phonemized sentence by sentence, each a progress step, joined."""
     import torch
 
@@ -203,9 +212,11 @@ class _English:
         return phonemes or "", None
 
 
-def load(folder: Path, device: str) -> KokoroModel:
-    """KModel from the folder's config.json and .pth, local files only."""
+def load(request: LoadRequest) -> KokoroModel:
+    """KModel from the folder's config.json and .pth, local files only (never the Hub)."""
     from kokoro import KModel
+
+    folder, device = Path(request.path), request.device
 
     weights = sorted(folder.glob("*.pth"))
     if not weights:
@@ -288,3 +299,22 @@ def _endpoint(name: str, language: Language) -> Endpoint:
 
 
 ENDPOINTS = [_endpoint(name, language) for name, language in LANGUAGES.items()]
+CATALOG = {
+    MODEL: CatalogEntry(
+        config={"family": "kokoro", "path": MODEL, "source": "hexgrad/Kokoro-82M", "dtype": "float32"},
+        licence="Apache-2.0",
+        gated=False,
+        approx_bytes=355_000_000,  # 82 M parameters in float32 (327 MB) and 54 voice packs of 0.5 MB
+        allow_patterns=["config.json", "kokoro-v1_0.pth", "voices/*.pt"],
+    ),
+}
+
+FAMILY = Family(
+    name="kokoro",
+    title="Kokoro",
+    endpoints=ENDPOINTS,
+    catalog=CATALOG,
+    extra=Extra(module="kokoro", name="kokoro"),
+    load=load,
+    tiny={ANY_PIPELINE: build_tiny},
+)

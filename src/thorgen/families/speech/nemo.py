@@ -20,18 +20,20 @@ from typing import Any
 import numpy as np
 
 from thorgen.errors import FalError
-from thorgen.models.catalog import missing_extra
-from thorgen.models.normalise import normalise
+from thorgen.families.base import Extra
+from thorgen.families.speech.normalise import normalise
 
 log = logging.getLogger("thorgen.models")
 
 # LJSpeech's pitch statistics, used when a checkpoint's config does not carry its own.
 DEFAULT_PITCH_MEAN, DEFAULT_PITCH_STD = 212.35, 68.52
 
+NEMO = Extra(module="nemo", name="tts")  # the optional extra every speech model needs
+
 
 def nemo_classes() -> tuple[Any, Any]:
     """(FastPitchModel, HifiGanModel), or a 424 naming the extra when NeMo is absent or broken."""
-    reason = missing_extra("nemo-tts")
+    reason = NEMO.missing()
     if reason:
         raise FalError(f"Speech models cannot load: {reason}", status=424, error_type="extra_not_installed")
     try:

@@ -2,7 +2,7 @@
 
 It is not a diffusers pipeline, so it gets its own small wrapper: ``components`` (what
 memory.pipeline_bytes sizes and the swapper's eviction check follows), ``to(device)`` and
-``save_pretrained`` (what tiny.write_tiny calls). Loading reads only local files.
+``save_pretrained`` (what models.tiny.write_tiny calls). Loading reads only local files.
 """
 
 from __future__ import annotations
@@ -54,4 +54,28 @@ def load_causal_lm(name: str, path: Path | str, dtype: str, device: str) -> Caus
     if device != "cpu":
         model.to(device)
     log.info("model %s: %s from %s on %s in %s", name, type(model).__name__, path, device, dtype)
+    return CausalLM(model=model, tokenizer=tokenizer)
+
+
+# -- tiny: a Qwen2 causal LM with its own byte-level BPE tokenizer and a ChatML chat template
+# (model-stack.md §2), saved as transformers saves a real one.
+
+def build_tiny() -> Any:
+    """A two-layer Qwen2ForCausalLM with its tokenizer; stops at <|im_end|> as Qwen's instruct models."""
+    import torch
+    from transformers import GenerationConfig, Qwen2Config, Qwen2ForCausalLM
+
+    from thorgen.models.tiny import qwen2_tokenizer
+
+    torch.manual_seed(0)
+    tokenizer = qwen2_tokenizer(max_length=4096, eos_token="<|im_end|>",
+                                extra_corpus=('{"title": "A short film", "description": "Waves at dawn."}',))
+    eos = tokenizer.convert_tokens_to_ids("<|im_end|>")
+    pad = tokenizer.convert_tokens_to_ids("<|endoftext|>")
+    model = Qwen2ForCausalLM(Qwen2Config(
+        vocab_size=len(tokenizer), hidden_size=16, intermediate_size=32, num_hidden_layers=2,
+        num_attention_heads=2, num_key_value_heads=1, max_position_embeddings=4096, tie_word_embeddings=True,
+        eos_token_id=eos, pad_token_id=pad, bos_token_id=None))
+    model.generation_config = GenerationConfig(eos_token_id=eos, pad_token_id=pad, bos_token_id=None)
+    model.eval()
     return CausalLM(model=model, tokenizer=tokenizer)

@@ -1,39 +1,50 @@
-"""The registry: every endpoint id thorgen answers, collected from the family files, plus aliases."""
+"""The registry: every endpoint id thorgen answers, collected from the families, plus aliases."""
 
 from __future__ import annotations
 
-from collections.abc import Iterable
-from typing import Any
+from collections.abc import Iterable, Sequence
+from typing import TYPE_CHECKING, Any
 
 import msgspec
 
-from thorgen.config import Config
-from thorgen.endpoints import audio, cosmos, ffmpeg, flux, kokoro, llm, ltx, tts
-from thorgen.endpoints.base import Endpoint
 from thorgen.errors import FalError
-from thorgen.models.catalog import missing_extra
-from thorgen.models.store import model_status
+from thorgen.families import FAMILIES, missing_extra, tiny_builder
+from thorgen.families.base import Endpoint, Family, TinyBuilder
+from thorgen.models.installed import model_status
+from thorgen.version import __version__
 
-FAMILIES = [ffmpeg, flux, cosmos, ltx, audio, llm, tts, kokoro]
+if TYPE_CHECKING:
+    from thorgen.config import Config, ModelConfig
+    from thorgen.models.loaders import LoadHook
 
 
 class Registry:
-    def __init__(self, config: Config, endpoints: Iterable[Endpoint] | None = None):
+    def __init__(self, config: Config, endpoints: Iterable[Endpoint] | None = None,
+                 families: Sequence[Family] | None = None):
         self.config = config
-        chosen = endpoints if endpoints is not None else (e for f in FAMILIES for e in f.ENDPOINTS)
+        self.families = list(FAMILIES if families is None else families)
+        chosen = endpoints if endpoints is not None else (e for f in self.families for e in f.endpoints)
         self._by_id = {endpoint.id: endpoint for endpoint in chosen}
         # Families' own aliases (the editor's ids a family answers) first; config.toml's win.
-        self.aliases = {alias: target for f in FAMILIES for alias, target in getattr(f, "ALIASES", {}).items()
+        self.aliases = {alias: target for f in self.families for alias, target in f.aliases.items()
                         if target in self._by_id}
         self.aliases.update(config.aliases)
-        # Ids a family answers but can never serve here (a family's NOT_LOCAL: id -> why). They are
+        # Ids a family answers but can never serve here (a family's not_local: id -> why). They are
         # listed as unavailable, yet still take jobs, which fail with the family's own error: the
         # editor shows a failed item rather than nothing.
-        self.not_local = {endpoint_id: why for f in FAMILIES for endpoint_id, why in
-                          getattr(f, "NOT_LOCAL", {}).items() if endpoint_id in self._by_id}
+        self.not_local = {endpoint_id: why for f in self.families for endpoint_id, why in
+                          f.not_local.items() if endpoint_id in self._by_id}
         for alias, target in self.aliases.items():
             if target not in self._by_id:
                 raise ValueError(f"aliases.{alias}: target {target!r} is not an endpoint thorgen has")
+
+    def load_hooks(self) -> dict[str, LoadHook]:
+        """Each family's load hook, for the model runtime's loader."""
+        return {family.name: family.load for family in self.families}
+
+    def tiny_builder(self, model: ModelConfig, config: Config) -> TinyBuilder | None:
+        """The builder of a model's tiny version (the runtime writes them in tiny mode)."""
+        return tiny_builder(model, config)
 
     def find(self, endpoint_id: str) -> Endpoint | None:
         endpoint_id = endpoint_id.strip("/")
@@ -140,13 +151,7 @@ class Registry:
             }}
         return {
             "openapi": "3.1.0",
-            "info": {"title": "thorgen", "version": _version()},
+            "info": {"title": "thorgen", "version": __version__},
             "paths": paths,
             "components": {"schemas": components},
         }
-
-
-def _version() -> str:
-    from thorgen import __version__
-
-    return __version__

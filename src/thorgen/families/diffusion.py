@@ -7,7 +7,7 @@ import secrets
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from thorgen.jobs.context import JobContext
+    from thorgen.families.base import Context
 
 
 def pick_seed(seed: int | None) -> int:
@@ -22,7 +22,7 @@ def seeded_generator(seed: int) -> Any:
     return torch.Generator(device="cpu").manual_seed(seed)
 
 
-def step_reporter(ctx: JobContext, total: int, what: str = "denoising step") -> Any:
+def step_reporter(ctx: Context, total: int, what: str = "denoising step") -> Any:
     """A diffusers ``callback_on_step_end`` that logs each step and stops there if the job was cancelled."""
 
     def on_step_end(pipe: Any, step: int, timestep: Any, tensors: dict[str, Any]) -> dict[str, Any]:

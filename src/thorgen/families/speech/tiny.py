@@ -84,7 +84,7 @@ def hifigan_config() -> dict[str, Any]:
 
 
 class TinyPair:
-    """The built pair; ``save_to_folder`` is what tiny.write_tiny calls instead of save_pretrained."""
+    """The built pair; ``save_to_folder`` is what models.tiny.write_tiny calls instead of save_pretrained."""
 
     def __init__(self, fastpitch: Any, vocoder: Any):
         self.fastpitch = fastpitch
@@ -100,7 +100,7 @@ def build_tiny_pair() -> TinyPair:
     import torch
     from omegaconf import OmegaConf
 
-    from thorgen.models.nemo_tts import nemo_classes
+    from thorgen.families.speech.nemo import nemo_classes
 
     fastpitch_class, vocoder_class = nemo_classes()
     torch.manual_seed(0)

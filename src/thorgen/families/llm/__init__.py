@@ -25,9 +25,9 @@ from typing import Annotated, Any
 
 from msgspec import Meta, Struct
 
-from thorgen.endpoints.base import Endpoint
 from thorgen.errors import InputError
-from thorgen.jobs.context import JobContext
+from thorgen.families.base import ANY_PIPELINE, CatalogEntry, Context, Endpoint, Family, LoadRequest
+from thorgen.models.catalog import TRANSFORMERS_FILES
 
 PROGRESS_EVERY = 32  # tokens between progress log lines (cancel is checked at every token)
 _MENTIONS_JSON = re.compile(r"\bjson\b", re.IGNORECASE)
@@ -47,7 +47,7 @@ class AnyLlmOutput(Struct):
     partial: bool = False
 
 
-def any_llm(ctx: JobContext, args: AnyLlmInput) -> AnyLlmOutput:
+def any_llm(ctx: Context, args: AnyLlmInput) -> AnyLlmOutput:
     messages = ([{"role": "system", "content": args.system_prompt}] if args.system_prompt else [])
     messages.append({"role": "user", "content": args.prompt})
     with ctx.lease() as lease:
@@ -63,7 +63,7 @@ def any_llm(ctx: JobContext, args: AnyLlmInput) -> AnyLlmOutput:
     return AnyLlmOutput(output=text.strip())
 
 
-def generate(ctx: JobContext, llm: Any, messages: list[dict[str, str]], max_tokens: int,
+def generate(ctx: Context, llm: Any, messages: list[dict[str, str]], max_tokens: int,
              temperature: float) -> str:
     """Generate after the chat template's assistant prefix, up to ``max_tokens`` new tokens."""
     import torch
@@ -135,3 +135,37 @@ ENDPOINTS = [
     Endpoint("fal-ai/any-llm", AnyLlmInput, AnyLlmOutput, any_llm, "gpu",
              "Chat completion by a local instruct model (the editor's prompt helpers)", model="llm"),
 ]
+
+CATALOG = {
+    "llm": CatalogEntry(
+        config={"family": "llm", "path": "llm", "source": "Qwen/Qwen2.5-1.5B-Instruct",
+                "pipeline": "AutoModelForCausalLM", "dtype": "bfloat16"},
+        licence="Apache-2.0",
+        gated=False,
+        approx_bytes=3_090_000_000,
+        allow_patterns=list(TRANSFORMERS_FILES),
+    ),
+}
+
+
+def load(request: LoadRequest) -> Any:
+    """A transformers causal LM, not a diffusers pipeline (llm/model.py)."""
+    from thorgen.families.llm.model import load_causal_lm
+
+    return load_causal_lm(request.name, request.path, request.model.dtype, request.device)
+
+
+def build_tiny() -> Any:
+    from thorgen.families.llm.model import build_tiny
+
+    return build_tiny()
+
+
+FAMILY = Family(
+    name="llm",
+    title="LLM",
+    endpoints=ENDPOINTS,
+    catalog=CATALOG,
+    load=load,
+    tiny={ANY_PIPELINE: build_tiny},
+)
