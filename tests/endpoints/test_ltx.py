@@ -161,3 +161,29 @@ def test_each_key_frame_reaches_the_transformer_at_its_frame_number():
     assert torch.equal(swapped_time, time)
     assert not torch.allclose(swapped[time == 8], tokens[time == 8])
     assert torch.equal(swapped[time == 16], tokens[time == 16])
+
+
+def test_endpoint_models_sends_the_editors_other_video_ids_to_ltx(server, models_dir, tmp_path, fal):
+    """[endpoint_models] points Cosmos's text-to-video at ltx-video: the editor's other video ids (aliases
+    of it) make LTX clips (24 fps, LTX's 32-pixel sizes), with the editor's image as the first frame;
+    /endpoints names the model that answers."""
+    import httpx
+    from conftest import point_fal_client_at
+    from server_process import ServerProcess
+
+    config = tmp_path / "config.toml"
+    config.write_text('[endpoint_models]\n"fal-ai/cosmos-predict-2.5/text-to-video" = "ltx-video"\n')
+    switched = ServerProcess(tmp_path / "data", config=config, args=["--tiny", "--models-dir", str(models_dir)])
+    switched.start().wait_ready()
+    try:
+        rows = {row["id"]: row for row in httpx.get(f"{switched.base_url}/endpoints").json()["endpoints"]}
+        assert rows["fal-ai/veo2"]["model"] == "ltx-video", rows["fal-ai/veo2"]
+        point_fal_client_at(switched.base_url)
+        url = fal.upload_file(make_image(tmp_path / "tall.png", 360, 640))
+        output, logs = run_with_logs(fal, "fal-ai/veo2/image-to-video", {
+            "prompt": "waves", "image_size": "landscape_16_9", "seconds_total": 30, "image_url": url,
+            "num_frames": 17, "num_inference_steps": 2})
+        assert_ltx_video(output, tmp_path, 64, 128, 17)
+        assert any(message.startswith("LTXImageToVideoPipeline: 64x128") for message in logs), logs
+    finally:
+        switched.stop()

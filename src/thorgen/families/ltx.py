@@ -141,12 +141,11 @@ def from_cosmos(ctx: Context, args: Any) -> VideoOutput:
     if getattr(args, "video_url", None):
         raise InputError("video_url", "LTX-Video answers this id ([endpoint_models]); it does not continue a "
                                       "video_url", "value_error")
-    fields = msgspec.to_builtins(args)
-    fields["aspect_ratio"] = fields.get("aspect_ratio") or "auto"
-    if fields.get("negative_prompt") is None:
-        fields.pop("negative_prompt", None)
-    fields.pop("video_output_type", None)
-    converted = msgspec.convert(fields, MulticonditioningInput, strict=False)
+    # Unset fields (None) take LTX's defaults; Cosmos-only ones (video_output_type...) are dropped.
+    fields = {name: value for name, value in msgspec.to_builtins(args).items() if value is not None}
+    known = set(MulticonditioningInput.__struct_fields__)
+    converted = msgspec.convert({name: value for name, value in fields.items() if name in known},
+                                MulticonditioningInput, strict=False)
     image_url = getattr(args, "image_url", None)
     if image_url and not converted.images:
         converted.images = [KeyFrame(image_url)]
