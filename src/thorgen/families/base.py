@@ -36,7 +36,7 @@ if TYPE_CHECKING:
 
 __all__ = [
     "AudioFile", "CatalogEntry", "Context", "Download", "Endpoint", "Extra", "Family", "File", "Finding",
-    "Image", "LoadHook", "LoadRequest", "OptionalPrompt", "Prompt", "Seed", "TinyBuilder", "VideoFile",
+    "Image", "LoadHook", "LoadRequest", "OptionalPrompt", "Prompt", "Seed", "TinyBuilder", "VideoFile", "VideoOutput",
     "load_diffusers", "store_audio", "store_image", "store_video", "validation_error",
 ]
 
@@ -67,6 +67,13 @@ class VideoFile(File):
     fps: float
     duration: float
     num_frames: int
+
+
+class VideoOutput(msgspec.Struct):
+    """fal's video output, ``{video, seed}`` (no ``images``: the editor would show a still)."""
+
+    video: VideoFile
+    seed: int
 
 
 # -- shared field aliases -----------------------------------------------------------------------------

@@ -229,7 +229,8 @@ def load(request: LoadRequest) -> KokoroModel:
 # -- tiny random weights with Kokoro-82M's real file layout -----------------------------------------
 
 # Kokoro's phoneme alphabet (punctuation, misaki's English symbols, IPA): the tiny model's vocabulary.
-PHONEMES = (';:,.!?¡¿—…"«»“” ()' "ʣʥʦʨᵝꭧAIOQSTWYᵊabcdefhijklmnopqrstuvwxyzɑɐɒæβɔɕçɖðʤəɚɛɜɟɡɥɨɪʝɯɰŋɳɲɴøɸθœɹɾɻʁɽʂʃʈʧʊʋʌɣɤχʎʒʔˈˌːʰʲ↓→↗↘ᵻ")
+PHONEMES = (';:,.!?¡¿—…"«»“” ()' "ʣʥʦʨᵝꭧAIOQSTWYᵊabcdefhijklmnopqrstuvwxyz"
+            "ɑɐɒæβɔɕçɖðʤəɚɛɜɟɡɥɨɪʝɯɰŋɳɲɴøɸθœɹɾɻʁɽʂʃʈʧʊʋʌɣɤχʎʒʔˈˌːʰʲ↓→↗↘ᵻ")
 
 
 def tiny_config() -> dict[str, Any]:

@@ -35,7 +35,7 @@ from thorgen.families.base import (
     Endpoint,
     Family,
     LoadRequest,
-    VideoFile,
+    VideoOutput,
     load_diffusers,
     store_video,
 )
@@ -54,11 +54,6 @@ SIZES = {
 NEGATIVE = "worst quality, inconsistent motion, blurry, jittery, distorted"
 DECODE_TIMESTEP, DECODE_NOISE_SCALE = 0.05, 0.025
 Seed = Annotated[int, Meta(ge=0, le=2**63 - 1)]
-
-
-class VideoOutput(Struct):
-    video: VideoFile
-    seed: int
 
 
 class KeyFrame(Struct):
@@ -208,7 +203,7 @@ def _pipeline_for(loaded: Any, keys: list[KeyFrame], images: list[Any]) -> tuple
 def _size(ctx: Context, args: TextToVideoInput, image_size: tuple[int, int] | None) -> tuple[int, int]:
     """(width, height): aspect_ratio, or "auto": the first key frame's shape, else 16:9."""
     table = SIZES["tiny" if ctx.config.runtime.tiny else args.resolution]
-    ratio = args.aspect_ratio
+    ratio: str = args.aspect_ratio
     if ratio == "auto":
         if image_size is None:
             return table["16:9"]
@@ -254,8 +249,12 @@ def build_tiny() -> Any:
     the diffusers layout of Lightricks/LTX-Video-0.9.5 (model_index.json, transformer/, vae/,
     text_encoder/, tokenizer/, scheduler/)."""
     import torch
-    from diffusers import (AutoencoderKLLTXVideo, FlowMatchEulerDiscreteScheduler, LTXConditionPipeline,
-                           LTXVideoTransformer3DModel)
+    from diffusers import (
+        AutoencoderKLLTXVideo,
+        FlowMatchEulerDiscreteScheduler,
+        LTXConditionPipeline,
+        LTXVideoTransformer3DModel,
+    )
     from transformers import T5Config, T5EncoderModel
 
     from thorgen.models.tiny import t5_tokenizer
@@ -283,7 +282,8 @@ def build_tiny() -> Any:
     scheduler = FlowMatchEulerDiscreteScheduler(use_dynamic_shifting=False, shift=1.0, shift_terminal=0.1,
                                                 base_shift=0.95, max_shift=2.05, base_image_seq_len=1024,
                                                 max_image_seq_len=4096)
-    for module in (vae, transformer, text_encoder):
+    modules: list[Any] = [vae, transformer, text_encoder]
+    for module in modules:
         module.eval()  # built modules start in training mode (dropout): outputs would not repeat
     return LTXConditionPipeline(scheduler=scheduler, vae=vae, text_encoder=text_encoder, tokenizer=tokenizer,
                                 transformer=transformer)

@@ -37,7 +37,7 @@ from thorgen.families.base import (
     LoadRequest,
     OptionalPrompt,
     Seed,
-    VideoFile,
+    VideoOutput,
     load_diffusers,
     store_video,
 )
@@ -95,11 +95,6 @@ class ImageToVideoInput(_VideoCommon, kw_only=True):
 
 class VideoToVideoInput(_VideoCommon, kw_only=True):
     video_url: str
-
-
-class VideoOutput(Struct):
-    video: VideoFile
-    seed: int
 
 
 # -- running ------------------------------------------------------------------------------------
