@@ -89,9 +89,17 @@ def test_step_logs_and_cancel(fal):
     assert steps and len(steps) < 40, steps
 
 
-def test_endpoints_name_kokoro(server):
+def test_endpoints_and_info_show_kokoro(server, fal):
+    """/endpoints names the model; /info lists it installed and, once a job ran, loaded with its
+    measured size (the KModel's parameters: ~59 M float32 in the tiny one)."""
     rows = {row["id"]: row for row in httpx.get(f"{server.base_url}/endpoints").json()["endpoints"]}
     assert rows[KOKORO]["model"] == "kokoro" and rows[KOKORO]["available"] is True
+    fal.run(KOKORO, arguments={"prompt": TEXT})
+    info = httpx.get(f"{server.base_url}/info").json()
+    models = {m["name"]: m for m in info["models"]}
+    assert models["kokoro"]["installed"] is True and models["ltx-video"]["installed"] is True
+    loaded = {m["name"]: m for m in info["runtime"]["loaded"]}
+    assert loaded["kokoro"]["bytes"] > 200_000_000, loaded
 
 
 @pytest.mark.skipif(importlib.util.find_spec("nemo") is None, reason="the FastPitch stand-in needs NeMo")

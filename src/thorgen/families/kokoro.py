@@ -174,6 +174,11 @@ class KokoroModel:
         self._voices: dict[str, Any] = {}
         self._g2p: dict[str, Any] = {}
 
+    @property
+    def components(self) -> dict[str, Any]:
+        """What the swapper measures (and watches for leaks): the model; voice packs are 0.5 MB each."""
+        return {"model": self.model}
+
     def voice(self, name: str) -> Any:
         if name not in self._voices:
             import torch
