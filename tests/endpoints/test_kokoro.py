@@ -123,3 +123,14 @@ def test_without_the_extra_fastpitch_answers_and_endpoints_say_so(tmp_path, fal,
         assert_speech(tmp_path, output["audio"], rate=22050)
     finally:
         server.stop()
+
+
+def test_doctor_says_who_answers(monkeypatch):
+    """`thorgen doctor`: Kokoro with espeak-ng when installed; without the package, the stand-in."""
+    from thorgen.families.kokoro import doctor
+
+    (found,) = doctor(None)
+    assert (found.check, found.verdict) == ("extra: Kokoro", "ok") and "espeak-ng" in found.detail
+    monkeypatch.setitem(sys.modules, "kokoro", None)  # how Python marks a module absent
+    (missing,) = doctor(None)
+    assert missing.verdict == "info" and "fastpitch-hifigan" in missing.detail and "thorgen[kokoro]" in missing.detail

@@ -37,6 +37,7 @@ from thorgen.families.base import (
     Endpoint,
     Extra,
     Family,
+    Finding,
     LoadRequest,
     store_audio,
 )
@@ -305,6 +306,27 @@ def _endpoint(name: str, language: Language) -> Endpoint:
 
 
 ENDPOINTS = [_endpoint(name, language) for name, language in LANGUAGES.items()]
+KOKORO = Extra(module="kokoro", name="kokoro")
+
+
+def doctor(config: Any) -> list[Finding]:
+    """Whether Kokoro answers the kokoro ids (package and espeak-ng), or the FastPitch stand-in does."""
+    if KOKORO.missing() is not None:
+        return [Finding("extra: Kokoro", "info", f"not installed: the kokoro ids answer with {FALLBACK} presets "
+                                                  "(pip install 'thorgen[kokoro]', then `thorgen models pull kokoro`)")]
+    try:
+        import espeakng_loader
+
+        library = Path(espeakng_loader.get_library_path())
+        found = library.is_file() and Path(espeakng_loader.get_data_path()).is_dir()
+    except Exception:  # a broken wheel: said, not raised
+        found = False
+    if not found:
+        return [Finding("extra: Kokoro", "FAIL", "installed, but espeak-ng (espeakng-loader's library and data) "
+                                                  "is missing: no text can be phonemized")]
+    return [Finding("extra: Kokoro", "ok", "installed; G2P by espeak-ng offline")]
+
+
 CATALOG = {
     MODEL: CatalogEntry(
         config={"family": "kokoro", "path": MODEL, "source": "hexgrad/Kokoro-82M", "dtype": "float32"},
@@ -320,7 +342,8 @@ FAMILY = Family(
     title="Kokoro",
     endpoints=ENDPOINTS,
     catalog=CATALOG,
-    extra=Extra(module="kokoro", name="kokoro"),
+    extra=KOKORO,
     load=load,
     tiny={ANY_PIPELINE: build_tiny},
+    doctor=doctor,
 )
