@@ -41,6 +41,12 @@ def test_env_and_flags_override_in_order(tmp_path):
     ("[aliases]\n'fal-ai/x' = 'fal-ai/nothing'\n", {}, None),
     ("", {"THORGEN_COSMOS__RESOLUTION": "1080p"}, "cosmos.resolution"),
     ("[cosmos]\nfirst_frame_model = 'nope'\n", {}, "cosmos.first_frame_model"),
+    # Range constraints on the fields themselves (msgspec Meta), named by key like any other error.
+    ("[server]\nport = 70000\n", {}, "server.port"),
+    ("", {"THORGEN_RUNTIME__BUDGET_FRACTION": "0"}, "runtime.budget_fraction"),
+    ("[lanes]\nutility_workers = 0\n", {}, "lanes.utility_workers"),
+    ("[runtime]\nbudget_bytes = -5\n", {}, "runtime.budget_bytes"),
+    ("[storage]\nupload_ttl_s = 0\n", {}, "storage.upload_ttl_s"),
 ])
 def test_bad_config_names_the_key(tmp_path, text, environ, needle):
     path = tmp_path / "config.toml"

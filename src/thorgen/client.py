@@ -13,6 +13,7 @@ from typing import Any
 from thorgen.config import Config, default_config_path, load_config
 from thorgen.errors import FalError
 from thorgen.families.registry import Registry
+from thorgen.jobs import outcomes
 from thorgen.jobs.record import Job, JobState, Priority
 from thorgen.jobs.service import CancelOutcome, JobService
 
@@ -81,10 +82,7 @@ class Client:
         return Completed(logs, {"inference_time": job.inference_time})
 
     def result(self, application: str, request_id: str) -> dict[str, Any]:
-        job = self._job(request_id)
-        if job.state is not JobState.COMPLETED:
-            raise FalError("Request is still in progress", status=400, error_type="request_in_progress")
-        return _output(job)
+        return outcomes.output(outcomes.finished(self._job(request_id)))
 
     def cancel(self, application: str, request_id: str) -> None:
         outcome = self.service.cancel(request_id)
@@ -113,17 +111,7 @@ class Client:
 
     def _wait_result(self, request_id: str) -> dict[str, Any]:
         self.service.wait(request_id)  # blocks until COMPLETED
-        return _output(self._job(request_id))
+        return outcomes.output(self._job(request_id))
 
     def _job(self, request_id: str) -> Job:
-        job = self.service.get(request_id)
-        if job is None:
-            raise FalError(f"Request '{request_id}' not found", status=404, error_type="request_not_found")
-        return job
-
-
-def _output(job: Job) -> dict[str, Any]:
-    if job.failed:
-        raise FalError(job.error, status=job.error_status or 500, error_type=job.error_type or "internal_error")
-    assert job.output is not None
-    return job.output
+        return outcomes.found(self.service.get(request_id), request_id)

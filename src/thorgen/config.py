@@ -18,9 +18,16 @@ import os
 import tomllib
 import urllib.parse
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 import msgspec
+from msgspec import Meta
+
+# Range constraints live on the fields: msgspec refuses a value outside them when the tree is
+# decoded, and load_config names the key ("server.port: Expected `int` <= 65535").
+Positive = Meta(gt=0)
+PositiveInt = Annotated[int, Positive]
+PositiveFloat = Annotated[float, Positive]
 
 
 class ConfigError(Exception):
@@ -29,7 +36,7 @@ class ConfigError(Exception):
 
 class ServerConfig(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
     host: str = "127.0.0.1"
-    port: int = msgspec.field(default=10000)
+    port: Annotated[int, Meta(ge=1, le=65535)] = 10000
     # Base for the absolute URLs thorgen hands out (files, upload targets). Empty: derive it from
     # each request's own scheme and Host header, so a browser on another machine gets URLs it reaches.
     public_url: str = ""
@@ -54,29 +61,29 @@ class StorageConfig(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
     data_dir: str = "data"
     # Model weights, one folder per model; never written at serve time.
     models_dir: str = "models"
-    max_upload_bytes: int = 2 * 1024**3
+    max_upload_bytes: PositiveInt = 2 * 1024**3
     # How long an upload URL (or fal's Python-client upload token) stays valid after it is issued.
     # Each upload URL takes one complete write; stored files are never replaced.
-    upload_ttl_s: float = 3600.0
+    upload_ttl_s: PositiveFloat = 3600.0
 
 
 class LanesConfig(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
     # The GPU lane always has exactly one worker: diffusers pipelines are not safe to call
     # concurrently, and one process owns the accelerator. Utility (ffmpeg) work runs beside it.
-    utility_workers: int = 2
+    utility_workers: Annotated[int, Meta(ge=1)] = 2
 
 
 class LimitsConfig(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
-    max_request_bytes: int = 32 * 1024**2  # JSON bodies of submit / run
-    max_fetch_bytes: int = 1024**3  # http(s) file inputs thorgen downloads
-    fetch_timeout_s: float = 30.0
+    max_request_bytes: PositiveInt = 32 * 1024**2  # JSON bodies of submit / run
+    max_fetch_bytes: PositiveInt = 1024**3  # http(s) file inputs thorgen downloads
+    fetch_timeout_s: PositiveFloat = 30.0
     # Hosts (name or name:port) that file inputs may be fetched from, and webhooks posted to, even
     # though they resolve to a private or loopback address (media/outbound.py), e.g. a NAS or a
     # webhook receiver on the LAN: ["nas.local", "192.168.1.20:8080"].
     fetch_allowed_hosts: list[str] = msgspec.field(default_factory=list)
-    sse_keepalive_s: float = 10.0  # Next's rewrite proxy drops streams idle for 30 s
-    sync_run_timeout_s: float = 3600.0
-    webhook_timeout_s: float = 10.0
+    sse_keepalive_s: PositiveFloat = 10.0  # Next's rewrite proxy drops streams idle for 30 s
+    sync_run_timeout_s: PositiveFloat = 3600.0
+    webhook_timeout_s: PositiveFloat = 10.0
     # The most pixels thorgen decodes in one image or video frame, or produces by scaling one
     # (8192×8192: see thorgen.media.pixels for why). Larger inputs are refused with a 422.
     max_image_pixels: int = 8192 * 8192
@@ -87,8 +94,8 @@ class RuntimeConfig(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
     # otherwise budget_fraction of the memory models can use (see thorgen.models.memory: on a
     # unified-memory device such as a Jetson it is system memory, MemAvailable plus what thorgen
     # already holds; on a discrete GPU it is the GPU's total memory).
-    budget_bytes: int = 0
-    budget_fraction: float = 0.75
+    budget_bytes: Annotated[int, Meta(ge=0)] = 0  # 0: use budget_fraction
+    budget_fraction: Annotated[float, Meta(gt=0, le=1)] = 0.75
     # Serve tiny random-weight models (written by `thorgen models tiny`) on the CPU in fp32: every
     # endpoint works, and every output is noise. For trying the wiring and for tests.
     tiny: bool = False
@@ -296,9 +303,8 @@ def _name_key(message: str) -> tuple[str, str]:
 
 
 def _check(config: Config) -> None:
+    """What one field's constraints cannot say: URL shapes, and keys that must name another table."""
     problems = []
-    if not 0 < config.server.port < 65536:
-        problems.append(f"server.port: {config.server.port} is not a TCP port (1-65535)")
     if config.server.public_url and not config.server.public_url.startswith(("http://", "https://")):
         problems.append("server.public_url: must start with http:// or https://")
     for origin in config.server.cors_origins:
@@ -306,22 +312,6 @@ def _check(config: Config) -> None:
         if origin != "*" and (parts.scheme not in ("http", "https") or not parts.hostname
                               or parts.path.strip("/") or parts.query):
             problems.append(f"server.cors_origins: {origin!r} is not an origin like http://host:3000 (or \"*\")")
-    if config.lanes.utility_workers < 1:
-        problems.append("lanes.utility_workers: must be at least 1")
-    for key in ("max_request_bytes", "max_fetch_bytes"):
-        if getattr(config.limits, key) <= 0:
-            problems.append(f"limits.{key}: must be positive")
-    for key in ("fetch_timeout_s", "sse_keepalive_s", "sync_run_timeout_s", "webhook_timeout_s"):
-        if getattr(config.limits, key) <= 0:
-            problems.append(f"limits.{key}: must be positive")
-    if config.storage.max_upload_bytes <= 0:
-        problems.append("storage.max_upload_bytes: must be positive")
-    if config.storage.upload_ttl_s <= 0:
-        problems.append("storage.upload_ttl_s: must be positive")
-    if not 0 < config.runtime.budget_fraction <= 1:
-        problems.append("runtime.budget_fraction: must be in (0, 1]")
-    if config.runtime.budget_bytes < 0:
-        problems.append("runtime.budget_bytes: must not be negative (0: use budget_fraction)")
     for endpoint_id, name in config.endpoint_models.items():
         if name not in config.models:
             problems.append(f"endpoint_models.{endpoint_id}: no [models.{name}] table")

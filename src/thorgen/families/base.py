@@ -35,8 +35,9 @@ if TYPE_CHECKING:
     from thorgen.models.swapper import Lease
 
 __all__ = [
-    "AudioFile", "CatalogEntry", "Context", "Download", "Endpoint", "Extra", "Family", "File", "Finding",
-    "Image", "LoadHook", "LoadRequest", "OptionalPrompt", "Prompt", "Seed", "TinyBuilder", "VideoFile", "VideoOutput",
+    "ANY_PIPELINE", "AudioFile", "CatalogEntry", "Context", "Download", "Endpoint", "Extra", "Family", "File",
+    "Finding", "Image", "LoadHook", "LoadRequest", "OptionalPrompt", "Prompt", "Seed", "TinyBuilder", "VideoFile",
+    "VideoOutput",
     "load_diffusers", "store_audio", "store_image", "store_video", "validation_error",
 ]
 

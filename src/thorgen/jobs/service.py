@@ -362,6 +362,9 @@ class JobService:
         """Run an endpoint; on running out of memory, unload every other model and try once more."""
         for attempt in (1, 2):
             try:
+                # Decoded again here, though submit already checked it: the job record keeps the raw
+                # JSON, which is what survives a restart (a Struct does not), so the worker rebuilds the
+                # typed input from it (a 422 here only if the input type changed since the submit).
                 return endpoint.run(context, endpoint.decode_input(context.job.input))
             except Exception as exc:
                 if not is_out_of_memory(exc):

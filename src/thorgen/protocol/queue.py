@@ -20,6 +20,7 @@ from litestar.response import ServerSentEvent
 from litestar.response.sse import ServerSentEventMessage
 
 from thorgen.errors import FalError, InputError
+from thorgen.jobs import outcomes
 from thorgen.jobs.record import Job, JobState, Priority
 from thorgen.jobs.service import CancelOutcome, JobService
 from thorgen.protocol.call import FalCall
@@ -146,16 +147,12 @@ class QueueApi:
     # -- result and cancel -------------------------------------------------------------------
 
     def result(self, request_id: str) -> Response[bytes]:
-        job = self._job(request_id)
-        if job.state is not JobState.COMPLETED:
-            raise FalError("Request is still in progress", status=400, error_type="request_in_progress")
-        return self.output_response(job)
+        return self.output_response(outcomes.finished(self._job(request_id)))
 
     @staticmethod
     def output_response(job: Job) -> Response[bytes]:
-        if job.failed:
-            assert job.error_status is not None
-            error = FalError(job.error, status=job.error_status, error_type=job.error_type or "internal_error")
+        error = outcomes.failure(job)
+        if error is not None:
             return error_response(error, job.id)
         return json_response(job.output, 200, job.id)
 
@@ -205,10 +202,7 @@ class QueueApi:
             await self.service.feed.wait_async(job_id, seen, min(self.keepalive_s, deadline - time.monotonic()))
 
     def _job(self, request_id: str) -> Job:
-        job = self.service.get(request_id)
-        if job is None:
-            raise FalError(f"Request '{request_id[:64]}' not found", status=404, error_type="request_not_found")
-        return job
+        return outcomes.found(self.service.get(request_id), request_id)
 
 
 def app_id(endpoint_id: str) -> str:

@@ -394,9 +394,7 @@ def announce(config: Config) -> None:
 
 def doctor(config: Config) -> list[Finding]:
     """The guardrail's line: whether Cosmos needs it now, and whether it is there."""
-    import importlib.util
-
-    present = importlib.util.find_spec("cosmos_guardrail") is not None
+    present = _guardrail_present()
     label = "extra: Cosmos guardrail"
     if not config.cosmos.guardrail:
         return [Finding(label, "warn", "[cosmos] guardrail = false: no prompt or clip is checked (the NVIDIA "
