@@ -134,3 +134,33 @@ def test_doctor_says_who_answers(monkeypatch):
     monkeypatch.setitem(sys.modules, "kokoro", None)  # how Python marks a module absent
     (missing,) = doctor(None)
     assert missing.verdict == "info" and "fastpitch-hifigan" in missing.detail and "thorgen[kokoro]" in missing.detail
+
+
+def test_pull_fetches_hexgrads_files(tmp_path, monkeypatch):
+    """`thorgen models pull kokoro`: hexgrad/Kokoro-82M's config, v1.0 weights and voice packs, nothing else
+    (the repo also holds samples and the ONNX export); then `models verify` reads that layout."""
+    from thorgen import families
+    from thorgen.config import load_config
+
+    calls = []
+    monkeypatch.setattr("huggingface_hub.snapshot_download", lambda **kwargs: calls.append(kwargs))
+    config = load_config(None, environ={"THORGEN_STORAGE__MODELS_DIR": str(tmp_path)})
+    target = families.pull(config, "kokoro")
+    assert [call["repo_id"] for call in calls] == ["hexgrad/Kokoro-82M"] and calls[0]["local_dir"] == target
+    assert calls[0]["allow_patterns"] == ["config.json", "kokoro-v1_0.pth", "voices/*.pt"]
+
+
+def test_verify_reads_the_kokoro_layout(models_dir, server):
+    """The tiny Kokoro the session's server wrote is whole; a truncated voice pack is named."""
+    import shutil
+
+    from thorgen.models.verify import verify_model_folder
+
+    folder = models_dir / "tiny" / "kokoro"
+    assert verify_model_folder(folder) == []
+    broken = models_dir / "kokoro-broken"
+    shutil.copytree(folder, broken)
+    voice = broken / "voices" / "af_heart.pt"
+    voice.write_bytes(voice.read_bytes()[:1000])
+    assert verify_model_folder(broken) == [f"{voice}: not a readable torch file (a zip archive); a truncated "
+                                           "download?"]
