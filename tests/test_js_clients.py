@@ -28,7 +28,7 @@ from mediagen import make_audio, make_image, make_video
 JS_DIR = Path(__file__).parent / "js"
 NODE = shutil.which("node")
 NPM = shutil.which("npm")
-FLOW_TIMEOUT_S = 120
+FLOW_TIMEOUT_S = 300  # the editor flow makes a 121-frame LTX clip and three Kokoro clips too
 CLIP_SECONDS, MUSIC_SECONDS, VOICE_SECONDS = 2.0, 3.0, 1.0
 DURATION_TOLERANCE = 0.15
 FAL_DEFAULT_POINTS_PER_SECOND = 4  # fal-ai/ffmpeg-api/waveform's default
@@ -151,8 +151,9 @@ def test_every_call_goes_through_the_proxy_route(flow: FlowRun, server):
         is_result = re.search(r"^https://queue\.fal\.run/.+/requests/[^/?]+$", call["target"])
         if is_result and call["status"] == 200:
             assert call["request_id"], f"a result without the x-fal-request-id header: {call}"
-    # Four explicit uploads and the Blob inputs' automatic ones (metadata; image-to-image in latest).
-    assert len(puts) == (5 if flow.mode == "editor" else 6), puts
+    # Four explicit uploads and the Blob inputs' automatic ones (metadata; the LTX key frame in editor,
+    # image-to-image in latest).
+    assert len(puts) == 6, puts
     streams = [call for call in calls if call["target"] and "/status/stream" in call["target"]]
     assert streams, "streaming mode never asked for /status/stream"
     for call in streams:
@@ -318,3 +319,30 @@ def test_music_with_the_editors_input(flow: FlowRun, server):
     assert step["status"] == 200 and step["downloaded_type"] == "audio/wav"
     assert step["downloaded_length"] == audio["file_size"]
     assert step["waveform_length"] == round(audio["duration"] * EDITOR_POINTS_PER_SECOND)
+
+
+def test_kokoro_voices_with_the_editors_input(flow: FlowRun, server):
+    """Through @fal-ai/client: two voices give different audio, the same voice twice the same."""
+    if flow.mode != "editor":
+        pytest.skip("run in the editor flow only")
+    step = flow.step("kokoro_voices")
+    if "skipped" in step:
+        pytest.skip(step["skipped"])
+    heart, again, adam = step["heart"], step["again"], step["adam"]
+    for clip in (heart, again, adam):
+        assert clip["audio"]["content_type"] == "audio/wav" and clip["status"] == 200
+        assert clip["audio"]["url"].startswith(server.base_url + "/") and clip["audio"]["duration"] > 0
+    assert heart["sha256"] == again["sha256"] and heart["sha256"] != adam["sha256"]
+
+
+def test_ltx_key_frames_with_the_editors_input(flow: FlowRun, server):
+    """Three key frames (a gallery URL, an upload, a Blob the client uploads) at frames 0, 8 and 16, sent
+    as the editor sends them: a 121-frame H.264 clip from LTX-Video (24 fps, tiny 128x64)."""
+    if flow.mode != "editor":
+        pytest.skip("run in the editor flow only")
+    step = flow.step("ltx_key_frames")
+    video = step["video"]
+    assert step["keys"] == ["video", "seed"]
+    assert (video["width"], video["height"], video["num_frames"], video["fps"]) == (128, 64, 121, 24)
+    assert step["status"] == 200 and step["downloaded_type"] == "video/mp4"
+    assert step["downloaded_length"] == video["file_size"]

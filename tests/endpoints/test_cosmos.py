@@ -116,10 +116,11 @@ def run_with_logs(fal, endpoint: str, arguments: dict) -> tuple[dict, list[str]]
     return output, [entry["message"] for entry in fal.status(endpoint, handle.request_id, with_logs=True).logs]
 
 
-def test_ltx_multiconditioning_uses_the_first_frame_image(fal, tmp_path):
-    """The first images[] entry conditions the clip: a tall image makes a tall clip (no aspect_ratio
-    given), the job says image-to-video, and another image with the same seed makes another clip."""
-    endpoint = "fal-ai/ltx-video-v095/multiconditioning"
+def test_images_first_entry_is_the_first_frame(fal, tmp_path):
+    """Cosmos takes the first images[] entry (LTX's key-frame shape) as its first frame: a tall image
+    makes a tall clip (no aspect_ratio given), the job says image-to-video, and another image with the
+    same seed makes another clip. (The LTX id itself is LTX-Video's now: tests/endpoints/test_ltx.py.)"""
+    endpoint = "fal-ai/cosmos-predict-2.5/text-to-video"
     clips = []
     for name, color in [("red", (250, 20, 20)), ("blue", (20, 20, 250))]:
         url = fal.upload_file(make_image(tmp_path / f"{name}.png", 360, 640, color=color))

@@ -71,8 +71,6 @@ def test_playht_with_the_editors_input(fal, tmp_path):
 @pytest.mark.parametrize(("endpoint", "arguments", "key", "content_type", "rate"), [
     ("fal-ai/f5-tts", {"prompt": "Hello there.", "gen_text": "Hello there.", **F5_EXTRA, **EDITOR_BASE},
      "audio_url", "audio/wav", RATE),
-    ("fal-ai/kokoro/american-english", {"prompt": "Hello there.", "voice": "am_adam", "speed": 1.2},
-     "audio", "audio/wav", RATE),
     ("fal-ai/minimax/speech-02-hd", {"text": "Hello there.", "voice_setting": {"voice_id": "Deep_Voice_Man",
                                                                              "speed": 0.8, "pitch": -2}},
      "audio", "audio/mpeg", 32000),

@@ -487,6 +487,50 @@ await step("voiceover", async () => {
     downloaded_length: back.bytes.length };
 });
 
+// -- f6. Kokoro voices and LTX key frames, each with the editor's input (editor mode only: time) ------
+
+if (mode === "editor") {
+  const kokoroReady = listing.endpoints.some((row) => row.id === "fal-ai/kokoro/american-english"
+    && row.available && row.model === "kokoro");
+  await step("kokoro_voices", async () => {
+    if (!kokoroReady) return { skipped: "Kokoro is not what answers fal-ai/kokoro/american-english here" };
+    const speak = async (voice) => {
+      const result = await fal.subscribe("fal-ai/kokoro/american-english", {
+        input: { prompt: "Coffee beans falling.", voice, image_size: "landscape_16_9", aspect_ratio: "16:9",
+          seconds_total: 30 },
+        mode: "polling",
+        pollInterval: 250,
+      });
+      const audio = result.data?.audio;
+      check(audio && typeof audio.url === "string", "no data.audio.url in the kokoro result", result.data);
+      const back = await download(audio.url);
+      return { audio, status: back.status, downloaded_type: back.content_type, sha256: sha256(back.bytes) };
+    };
+    return { heart: await speak("af_heart"), again: await speak("af_heart"), adam: await speak("am_adam") };
+  });
+
+  await step("ltx_key_frames", async () => {
+    // The frame picker's key frames: a gallery image, an uploaded URL, and a File it auto-uploads.
+    const images = [
+      { start_frame_num: 0, image_url: flux.image.url },
+      { start_frame_num: 8, image_url: urls.still },
+      { start_frame_num: 16, image_url: new Blob([bytesOf.still], { type: "image/png" }) },
+    ];
+    const result = await fal.subscribe("fal-ai/ltx-video-v095/multiconditioning/image-to-video", {
+      input: { prompt: "Coffee beans falling", image_size: "landscape_16_9", aspect_ratio: "16:9",
+        seconds_total: 30, images },
+      mode: "polling",
+      pollInterval: 250,
+      logs: true,
+    });
+    const video = result.data?.video;
+    check(video && typeof video.url === "string", "no data.video.url in the LTX result", result.data);
+    const back = await download(video.url);
+    return { requestId: result.requestId, video, keys: Object.keys(result.data), status: back.status,
+      downloaded_type: back.content_type, downloaded_length: back.bytes.length };
+  });
+}
+
 // -- g. the queue API by hand (media-panel.tsx: submit, then status until COMPLETED, then result) --
 
 await step("queue_by_hand", async () => {

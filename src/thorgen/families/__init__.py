@@ -15,7 +15,7 @@ from importlib.metadata import entry_points
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from thorgen.families import cosmos, ffmpeg, flux, llm, music, speech
+from thorgen.families import cosmos, ffmpeg, flux, kokoro, llm, ltx, music, speech
 from thorgen.families.base import Download, Family, TinyBuilder
 from thorgen.models import pull as pulling
 from thorgen.models.pull import PullError
@@ -55,6 +55,8 @@ FAMILIES: list[Family] = [
     music.FAMILY,
     llm.FAMILY,
     speech.FAMILY,
+    ltx.FAMILY,
+    kokoro.FAMILY,
     *_plugins(),
 ]
 

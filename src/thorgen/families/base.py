@@ -37,6 +37,7 @@ if TYPE_CHECKING:
 __all__ = [
     "ANY_PIPELINE", "AudioFile", "CatalogEntry", "Context", "Download", "Endpoint", "Extra", "Family", "File",
     "Finding", "Image", "LoadHook", "LoadRequest", "OptionalPrompt", "Prompt", "Seed", "TinyBuilder", "VideoFile",
+    "VideoOutput",
     "load_diffusers", "store_audio", "store_image", "store_video", "validation_error",
 ]
 
@@ -67,6 +68,13 @@ class VideoFile(File):
     fps: float
     duration: float
     num_frames: int
+
+
+class VideoOutput(msgspec.Struct):
+    """fal's video output, ``{video, seed}`` (no ``images``: the editor would show a still)."""
+
+    video: VideoFile
+    seed: int
 
 
 # -- shared field aliases -----------------------------------------------------------------------------
@@ -183,6 +191,9 @@ class Endpoint:
     # once (as fal's schema validation is). Given the model's on-disk info (None for endpoints without
     # a model); raises InputError. Checks that need the loaded model stay in ``run``.
     validate: Callable[[Any, ModelInfo | None], None] | None = None
+    # The model that answers instead while ``model``'s family lacks its optional extra (Kokoro ids fall
+    # back to FastPitch); the run function sees which one it got in ``ctx.model``.
+    fallback: str | None = None
 
     def check_input(self, raw: Any, model: ModelInfo | None = None) -> msgspec.Struct:
         """What submit runs: the input decoded into its Struct, then the endpoint's own checks."""

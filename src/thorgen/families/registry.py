@@ -71,8 +71,16 @@ class Registry:
         return endpoint
 
     def model_for(self, endpoint: Endpoint) -> str | None:
-        """The [models.NAME] an endpoint runs: config's endpoint_models, else the endpoint's default."""
-        return self.config.endpoint_models.get(endpoint.id, endpoint.model)
+        """The [models.NAME] an endpoint runs: config's endpoint_models, else the endpoint's default, or
+        its fallback while the default's optional extra is not installed."""
+        chosen = self.config.endpoint_models.get(endpoint.id)
+        if chosen is not None:
+            return chosen
+        default = endpoint.model
+        if endpoint.fallback is not None and default in self.config.models and \
+                missing_extra(self.config.models[default].family, self.config):
+            return endpoint.fallback
+        return default
 
     def unavailable_reason(self, endpoint: Endpoint) -> str | None:
         """Why an endpoint cannot produce an output now (None: it can), for listings and the start log."""

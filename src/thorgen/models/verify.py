@@ -13,7 +13,8 @@ never the weights. What it checks:
   form);
 - each scheduler: scheduler_config.json readable;
 - a transformers folder (config.json at the root, the LLM): the same checks on the root;
-- a .nemo file: a readable tar archive holding model_config.yaml.
+- a .nemo file: a readable tar archive holding model_config.yaml;
+- a Kokoro folder (voices/ beside config.json): the .pth weights and every voices/*.pt readable.
 
 Every problem is one line naming the file and what is wrong with it.
 """
@@ -24,6 +25,7 @@ import importlib.util
 import json
 import struct
 import tarfile
+import zipfile
 from pathlib import Path
 from typing import Any
 
@@ -39,6 +41,8 @@ def verify_model_folder(path: Path) -> list[str]:
         return _verify_nemo(path) if path.suffix == ".nemo" else _verify_weights_file(path)
     if (path / "model_index.json").exists():
         return _verify_diffusers(path)
+    if (path / "voices").is_dir():
+        return _verify_kokoro(path)
     if (path / "config.json").exists():
         return _verify_model_component(path, needs_weights=True) + _verify_tokenizer(path, optional=True)
     nemo_files = sorted(path.glob("*.nemo"))
@@ -198,6 +202,21 @@ def _verify_nemo(file: Path) -> list[str]:
     except (tarfile.TarError, EOFError, OSError) as exc:
         return [f"{file}: not a readable .nemo archive ({exc}); a truncated download?"]
     return [] if "model_config.yaml" in names else [f"{file}: the archive holds no model_config.yaml"]
+
+
+def _verify_kokoro(root: Path) -> list[str]:
+    """hexgrad/Kokoro-82M's layout: config.json, one .pth, voices/*.pt; torch files are zip archives."""
+    problems = _require_json(root / "config.json")
+    weights = sorted(root.glob("*.pth"))
+    voices = sorted((root / "voices").glob("*.pt"))
+    if not weights:
+        problems.append(f"{root}: no Kokoro weights (*.pth)")
+    if not voices:
+        problems.append(f"{root / 'voices'}: no voice packs (*.pt)")
+    for file in [*weights, *voices]:
+        if not zipfile.is_zipfile(file):
+            problems.append(f"{file}: not a readable torch file (a zip archive); a truncated download?")
+    return problems
 
 
 def _require_json(file: Path) -> list[str]:

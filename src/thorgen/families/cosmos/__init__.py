@@ -4,10 +4,11 @@ Cosmos Predict2.5 (the default model) makes text-to-video, image-to-video and vi
 pipeline. Cosmos Predict2 Video2World can answer instead (``[endpoint_models]``); it needs a first
 frame, so for text-to-video ``[cosmos] first_frame_model`` (Predict2 Text2Image) makes one first.
 
-The editor's video models (minimax, hunyuan, kling, luma, veo2, ltx) are aliases of text-to-video,
+The editor's video models (minimax, hunyuan, kling, luma, veo2) are aliases of text-to-video,
 with and without the ``/image-to-video`` suffix it appends when an image is set: ``image_url`` (or
-ltx's first ``images[].image_url``) is then the first frame. Fields Cosmos has no use for
-(``seconds_total``, ``image_size``, ``advanced_camera_control``...) are ignored, never an error.
+the first ``images[].image_url``, LTX's key-frame shape) is then the first frame. Fields Cosmos has no
+use for (``seconds_total``, ``image_size``, ``advanced_camera_control``...) are ignored, never an error.
+LTX-Video answers the editor's LTX id (families/ltx.py); ``[endpoint_models]`` can send these ids there.
 
 Outputs are only ``{video, seed}``: an ``images`` array would make the editor show a still.
 
@@ -36,7 +37,7 @@ from thorgen.families.base import (
     LoadRequest,
     OptionalPrompt,
     Seed,
-    VideoFile,
+    VideoOutput,
     load_diffusers,
     store_video,
 )
@@ -96,11 +97,6 @@ class VideoToVideoInput(_VideoCommon, kw_only=True):
     video_url: str
 
 
-class VideoOutput(Struct):
-    video: VideoFile
-    seed: int
-
-
 # -- running ------------------------------------------------------------------------------------
 
 def conditioning(args: TextToVideoInput | ImageToVideoInput | VideoToVideoInput) -> tuple[str | None, str | None]:
@@ -121,6 +117,10 @@ def validate_conditioning(args: TextToVideoInput, model: Any) -> None:
 
 
 def generate(ctx: Context, args: TextToVideoInput | ImageToVideoInput | VideoToVideoInput) -> VideoOutput:
+    if ctx.model is not None and ctx.config.model(ctx.model).family == "ltx":  # [endpoint_models] chose LTX
+        from thorgen.families import ltx
+
+        return ltx.from_cosmos(ctx, args)
     image_url, video_url = conditioning(args)
 
     first = _read_image(ctx, image_url) if image_url else None
@@ -316,8 +316,7 @@ NOT_LOCAL = {
 EDITOR_VIDEO_IDS = [
     "fal-ai/minimax/video-01-live", "fal-ai/hunyuan-video", "fal-ai/kling-video/v1.5/pro",
     "fal-ai/kling-video/v1/standard/text-to-video", "fal-ai/luma-dream-machine", "fal-ai/veo2",
-    "fal-ai/ltx-video-v095/multiconditioning",
-]
+]  # and fal-ai/ltx-video-v095/multiconditioning, which LTX-Video answers (families/ltx.py)
 ALIASES = {
     **{video_id: T2V for video_id in EDITOR_VIDEO_IDS},
     **{f"{video_id}/image-to-video": T2V for video_id in EDITOR_VIDEO_IDS},

@@ -299,6 +299,7 @@ def f5(ctx: Context, args: F5Input) -> F5Output:
 
 
 def kokoro(ctx: Context, args: KokoroInput) -> AudioOutput:
+    """The stand-in for fal's kokoro ids while the kokoro extra is absent (families/kokoro.py calls it)."""
     text = text_of(args.prompt, None, "prompt")
     base = voice_for(args.voice)
     voice = Voice(base.preset, base.pitch, base.pace * args.speed)
@@ -338,10 +339,6 @@ def validate_f5(args: F5Input, model: Any) -> None:
     text_of(args.gen_text, args.prompt, "gen_text")
 
 
-def validate_kokoro(args: KokoroInput, model: Any) -> None:
-    text_of(args.prompt, None, "prompt")
-
-
 def validate_minimax(args: MinimaxInput, model: Any) -> None:
     text_of(args.text, args.prompt, "text")
 
@@ -357,8 +354,6 @@ ENDPOINTS = [
     _endpoint("fal-ai/playai/tts/dialog", DialogInput, AudioOutput, dialog,
               "Two-or-more-speaker dialog (Speaker N: turns)", validate_dialog),
     _endpoint("fal-ai/f5-tts", F5Input, F5Output, f5, "Text to speech (reference voice not cloned)", validate_f5),
-    _endpoint("fal-ai/kokoro/american-english", KokoroInput, AudioOutput, kokoro, "Text to speech (Kokoro voices)",
-              validate_kokoro),
     _endpoint("fal-ai/minimax/speech-02-hd", MinimaxInput, MinimaxOutput, minimax,
               "Text to speech (MiniMax voice_setting/audio_setting)", validate_minimax),
 ]
