@@ -17,7 +17,7 @@ import pytest
 from thorgen.config import Config, StorageConfig
 from thorgen.endpoints.base import Endpoint
 from thorgen.endpoints.registry import Registry
-from thorgen.jobs import store as store_module
+from thorgen.jobs.stores import sqlite as store_module
 from thorgen.jobs.record import Job, JobState, LogEntry
 from thorgen.jobs.service import JobService
 from thorgen.jobs.store import JobStore
