@@ -358,4 +358,8 @@ def redacted(config: Config) -> dict[str, Any]:
     data = msgspec.to_builtins(config)
     if data["server"]["api_key"]:
         data["server"]["api_key"] = "***"
+    database = urllib.parse.urlsplit(data["jobs"]["database"])
+    if database.password:  # postgresql://user:PASSWORD@host/db
+        netloc = database.netloc.replace(f":{database.password}@", ":***@", 1)
+        data["jobs"]["database"] = database._replace(netloc=netloc).geturl()
     return data

@@ -4,8 +4,9 @@ The store's claim is checked on its own (two stores, racing threads, priorities,
 preference and its bound); then real ``thorgen serve --tiny`` nodes are driven with fal's Python
 client: node A serves everything, node B has a 1-byte model budget and so serves only the utility
 (ffmpeg) endpoints. Jobs are submitted round-robin, a status stream on one node follows a job run
-by the other, a cancel on B stops a job running on A, PostgreSQL restarts mid-run, and a node
-killed with SIGKILL has its running job ended by a surviving node; a third node then takes GPU work.
+by the other, fal's JS client submits through one node and reads through the other, a cancel on B
+stops a job running on A, PostgreSQL restarts mid-run, and with a third node C (every model, like A)
+the node running a job is killed with SIGKILL: a survivor ends that job and takes the next GPU one.
 """
 
 from __future__ import annotations
@@ -344,21 +345,27 @@ def test_postgres_restart_mid_run(nodes, pg, tmp_path):
     assert all(state == "COMPLETED" and runs == 1 for _, state, runs in rows.values()), rows
 
 
-def test_a_killed_node_s_running_job_ends_and_a_third_node_takes_over(nodes, pg):
-    a, b = nodes.all["node-a"], nodes.all["node-b"]
-    handle = _client(b).submit(LONG[0], arguments=LONG[1])
+def test_three_nodes_a_killed_node_s_running_job_ends_and_a_survivor_takes_over(nodes, pg):
+    b = nodes.all["node-b"]
+    nodes.start("node-c")  # a third node with every model, like A
+    _wait_for_nodes(b, {"node-a", "node-b", "node-c"})
+    handle = _client(b).submit(LONG[0], arguments=LONG[1])  # B cannot run it: A or C claims it
     _wait_until(lambda: any(e["message"].startswith("denoising step")
-                            for e in _status(b, LONG[0], handle.request_id)["logs"] or []), "a first step on A")
-    a.kill()  # SIGKILL: no shutdown hook runs
-    # B sees A's heartbeat stop and ends the job A was running.
+                            for e in _status(b, LONG[0], handle.request_id)["logs"] or []), "a first step")
+    runner = _job_rows(pg, [handle.request_id])[handle.request_id][0]
+    survivor = nodes.all[{"node-a": "node-c", "node-c": "node-a"}[runner]]
+    nodes.all[runner].kill()  # SIGKILL: no shutdown hook runs
+    # The survivors see the runner's heartbeat stop and end the job it was running.
     final = _wait_until(lambda: (s := _status(b, LONG[0], handle.request_id))["status"] == "COMPLETED" and s,
                         "the lost node's job to end", timeout=60)
     assert final["error_type"] == "interrupted"
-    assert "interrupted: node node-a lost" in final["error"]
-    # A third node with every model joins; B (which cannot run Flux) queues for it.
-    c = nodes.start("node-c")
-    info = _wait_for_nodes(b, {"node-b", "node-c"})
-    assert "node-a" not in {n["id"] for n in info["cluster"]["nodes"]}  # forgotten once reaped
+    assert f"interrupted: node {runner} lost" in final["error"]
+    info = _wait_for_nodes(b, {"node-b", survivor_name(survivor, nodes)})
+    assert runner not in {n["id"] for n in info["cluster"]["nodes"]}  # forgotten once reaped
     again = _client(b).submit(FLUX, arguments={"prompt": "after", "num_inference_steps": 1})
     result = _wait_result(b, FLUX, again.request_id)
-    assert result["images"][0]["url"].startswith(c.base_url)
+    assert result["images"][0]["url"].startswith(survivor.base_url)
+
+
+def survivor_name(server: ServerProcess, nodes: Nodes) -> str:
+    return next(name for name, process in nodes.all.items() if process is server)
