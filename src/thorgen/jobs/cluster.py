@@ -269,13 +269,15 @@ class Cluster:
         nodes = self.store.nodes()
         self.queued = self.store.queued_by_lane()
         live = [n for n in nodes if n["beat_age_s"] <= self.settings.node_timeout_s]
-        self._nodes = nodes
         self._elsewhere = {endpoint_id: lane for n in live if n["id"] != self.node_id
                            for endpoint_id, lane in n["endpoints"]}
         self._trust_peers([n["public_url"] for n in nodes if n["id"] != self.node_id])
+        reaped = set()
         for node in nodes:
             if may_reap and node["id"] != self.node_id and node["beat_age_s"] > self.settings.node_timeout_s:
                 self._reap(node["id"])
+                reaped.add(node["id"])
+        self._nodes = [node for node in nodes if node["id"] not in reaped]  # what /info and /metrics show
         with self._held_lock:
             held = list(self._held)
         # Claims this node made but could not start (a start write that failed): back to the queue.
