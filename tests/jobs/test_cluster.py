@@ -279,9 +279,15 @@ def test_a_status_stream_on_one_node_follows_a_job_run_by_another(nodes, pg):
     a, b = nodes.all["node-a"], nodes.all["node-b"]
     client = _client(b)
     handle = client.submit(FLUX, arguments={"prompt": "streamed", "num_inference_steps": 2})
-    # B cannot run Flux; its stream wakes only through NOTIFY (its keep-alive re-read is 600 s away).
-    events = list(handle.iter_events(with_logs=True))
-    assert type(events[-1]).__name__ == "Completed"
+    # B cannot run Flux; its SSE status stream wakes only through NOTIFY (its keep-alive re-read is
+    # 600 s away, and the read times out after 60 s).
+    states = []
+    url = f"{b.base_url}/queue/{FLUX}/requests/{handle.request_id}/status/stream?logs=1"
+    with httpx.stream("GET", url, timeout=httpx.Timeout(10, read=60)) as stream:
+        for line in stream.iter_lines():
+            if line.startswith("data:"):
+                states.append(json.loads(line[5:])["status"])
+    assert states[-1] == "COMPLETED" and "IN_PROGRESS" in states
     assert _job_rows(pg, [handle.request_id])[handle.request_id][0] == "node-a"
     assert handle.get()["images"][0]["url"].startswith(a.base_url)
 
