@@ -12,8 +12,10 @@ the node running a job is killed with SIGKILL: a survivor ends that job and take
 from __future__ import annotations
 
 import json
+import os
 import shutil
 import subprocess
+import sys
 import threading
 import time
 from collections.abc import Iterator
@@ -135,6 +137,22 @@ def test_cancel_takes_an_unclaimed_job_but_not_a_claimed_one(stores):
     assert not a.take_queued("free")
     assert a.take_queued("claimed")
     assert b.claim("gpu", ["t/cheap"], [], 30.0) is None
+
+
+def test_files_prune_on_a_node_removes_the_cluster_s_old_jobs_and_its_own_old_files(stores, pg, tmp_path):
+    a, _ = stores
+    _add(a, "old-job")
+    a.finish("old-job", output={"image": {"url": "http://node-x:10000/files/" + "a" * 32 + ".png"}})
+    _add(a, "queued-job")
+    files = tmp_path / "data" / "files"
+    files.mkdir(parents=True)
+    (files / ("b" * 32 + ".png")).write_bytes(b"an old upload nobody names")
+    done = subprocess.run([sys.executable, "-m", "thorgen", "files", "prune", "--older-than", "0",
+                           "--data-dir", str(tmp_path / "data")], capture_output=True, text=True, timeout=120,
+                          env={**os.environ, "THORGEN_CONFIG": "", "THORGEN_JOBS__DATABASE": pg.url})
+    assert done.returncode == 0, done.stderr
+    assert "removed 1 job(s) and 1 file(s)" in done.stdout
+    assert a.get("old-job") is None and a.get("queued-job") is not None
 
 
 # -- real nodes ----------------------------------------------------------------------------------
