@@ -32,7 +32,7 @@ if [ "${1:-}" = "--test" ]; then
     # tts: NeMo, so the speech tests run the real FastPitch/HiFi-GAN path; kokoro: the Kokoro voices. A fresh machine downloads
     # NeMo's dependencies and compiles pyopenjtalk and cdifflib once (neither has a binary wheel):
     # minutes, see the README.
-    .venv/bin/python -m pip install --quiet --constraint "$keep" -e ".[test,tts,kokoro]"
+    .venv/bin/python -m pip install --quiet --constraint "$keep" -e ".[test,tts,kokoro,cluster]"
     if command -v npm >/dev/null 2>&1; then
         (cd tests/js && npm ci --no-audit --no-fund --loglevel=error)
     else
@@ -44,6 +44,13 @@ if [ "${1:-}" = "--test" ]; then
         apt-get install -y --no-install-recommends chromium >/dev/null \
             || { apt-get update >/dev/null && apt-get install -y --no-install-recommends chromium >/dev/null; } \
             || echo "could not install chromium: the browser tests will be skipped" >&2
+    fi
+    # A PostgreSQL server for the cluster tests (tests/jobs/test_cluster.py), from Debian: they initdb
+    # a throwaway cluster (as nobody when root). Elsewhere, without the binaries, those tests skip.
+    if ! ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 && [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
+        apt-get install -y --no-install-recommends postgresql >/dev/null \
+            || { apt-get update >/dev/null && apt-get install -y --no-install-recommends postgresql >/dev/null; } \
+            || echo "could not install postgresql: the cluster tests will be skipped" >&2
     fi
 else
     .venv/bin/python -m pip install --quiet --constraint "$keep" -e .

@@ -77,3 +77,13 @@ def test_folders_in_a_config_file_are_relative_to_that_file(tmp_path, monkeypatc
     absolute = tmp_path / "abs"
     path.write_text(f'[storage]\ndata_dir = "{absolute}"\n')
     assert load_config(path, environ={}).data_dir == absolute
+
+
+def test_jobs_database_is_a_postgresql_url_and_its_password_is_masked():
+    from thorgen.config import redacted
+
+    config = load_config(None, environ={"THORGEN_JOBS__DATABASE": "postgresql://thorgen:s3cret@db.lan:5432/thorgen"})
+    assert config.jobs.database.endswith("@db.lan:5432/thorgen")
+    assert redacted(config)["jobs"]["database"] == "postgresql://thorgen:***@db.lan:5432/thorgen"
+    with pytest.raises(ConfigError, match="jobs.database"):
+        load_config(None, environ={"THORGEN_JOBS__DATABASE": "mysql://x@y/z"})

@@ -124,6 +124,7 @@ def describe(config: Config, service: JobService, auth: Auth, disk: DiskUsage) -
         "models": [vars(status) for status in all_model_status(config)],
         "endpoints": sum(1 for row in service.registry.listing() if row["available"]),
         "disk": disk.snapshot(),
+        **({"cluster": service.cluster.describe()} if service.cluster is not None else {}),
     }
 
 

@@ -261,16 +261,19 @@ def _files(config: Config, args: argparse.Namespace) -> int:
 
     from thorgen.jobs.housekeeping import apply_prune, plan_prune
     from thorgen.jobs.store import JobStore
+    from thorgen.jobs.stores import open_store
     from thorgen.media.store import MediaStore
 
     if args.older_than < 0:
         print("thorgen: --older-than must be 0 or more days", file=sys.stderr)
         return 2
     database = config.data_dir / "jobs.sqlite3"
-    if not database.exists():
+    if not config.jobs.database and not database.exists():
         print(f"thorgen: no jobs database in {config.data_dir}", file=sys.stderr)
         return 1
-    store = JobStore(database)
+    # A cluster's jobs are in its PostgreSQL database: old jobs go for every node, files from this
+    # node's data folder only (each node prunes its own; a file no remaining job names is old news).
+    store = open_store(config) if config.jobs.database else JobStore(database)
     try:
         media = MediaStore(config.data_dir / "files")
         plan = plan_prune(store, media, args.older_than)

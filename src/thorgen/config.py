@@ -73,6 +73,22 @@ class LanesConfig(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
     utility_workers: Annotated[int, Meta(ge=1)] = 2
 
 
+class JobsConfig(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
+    # Empty: the embedded SQLite database in the data folder (one machine). A PostgreSQL URL
+    # ("postgresql://user:pass@host/db"): every thorgen started with the same URL joins one cluster
+    # behind one queue (README: Several machines).
+    database: str = ""
+    # This node's name in the cluster; empty: "<host name>:<port>". Keep it stable across restarts:
+    # a restarted node settles its own interrupted jobs by it.
+    node_id: str = ""
+    heartbeat_s: Annotated[float, msgspec.Meta(gt=0)] = 2.0
+    # A node whose last beat is older than this is lost: its running jobs end with an error.
+    node_timeout_s: Annotated[float, msgspec.Meta(gt=0)] = 15.0
+    # A GPU lane takes jobs for a model it has loaded before older ones for other models, but only
+    # while those have waited less than this: then they rank by age again (bounded unfairness).
+    prefer_loaded_s: Annotated[float, msgspec.Meta(ge=0)] = 30.0
+
+
 class LimitsConfig(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
     max_request_bytes: PositiveInt = 32 * 1024**2  # JSON bodies of submit / run
     max_fetch_bytes: PositiveInt = 1024**3  # http(s) file inputs thorgen downloads
@@ -132,6 +148,7 @@ class Config(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
     server: ServerConfig = msgspec.field(default_factory=ServerConfig)
     storage: StorageConfig = msgspec.field(default_factory=StorageConfig)
     lanes: LanesConfig = msgspec.field(default_factory=LanesConfig)
+    jobs: JobsConfig = msgspec.field(default_factory=JobsConfig)
     limits: LimitsConfig = msgspec.field(default_factory=LimitsConfig)
     runtime: RuntimeConfig = msgspec.field(default_factory=RuntimeConfig)
     cosmos: CosmosConfig = msgspec.field(default_factory=CosmosConfig)
@@ -312,6 +329,8 @@ def _check(config: Config) -> None:
         if origin != "*" and (parts.scheme not in ("http", "https") or not parts.hostname
                               or parts.path.strip("/") or parts.query):
             problems.append(f"server.cors_origins: {origin!r} is not an origin like http://host:3000 (or \"*\")")
+    if config.jobs.database and not config.jobs.database.startswith(("postgresql://", "postgres://")):
+        problems.append("jobs.database: must be empty (SQLite) or a postgresql:// URL")
     for endpoint_id, name in config.endpoint_models.items():
         if name not in config.models:
             problems.append(f"endpoint_models.{endpoint_id}: no [models.{name}] table")
@@ -329,4 +348,8 @@ def redacted(config: Config) -> dict[str, Any]:
     data = msgspec.to_builtins(config)
     if data["server"]["api_key"]:
         data["server"]["api_key"] = "***"
+    database = urllib.parse.urlsplit(data["jobs"]["database"])
+    if database.password:  # postgresql://user:PASSWORD@host/db
+        netloc = database.netloc.replace(f":{database.password}@", ":***@", 1)
+        data["jobs"]["database"] = database._replace(netloc=netloc).geturl()
     return data

@@ -17,10 +17,10 @@ import pytest
 from thorgen.config import Config, StorageConfig
 from thorgen.families.base import Endpoint
 from thorgen.families.registry import Registry
-from thorgen.jobs import store as store_module
 from thorgen.jobs.record import Job, JobState, LogEntry
 from thorgen.jobs.service import JobService
 from thorgen.jobs.store import JobStore
+from thorgen.jobs.stores import sqlite as store_module
 
 
 class Anything(msgspec.Struct):

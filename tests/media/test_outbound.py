@@ -52,6 +52,18 @@ def test_allowed_hosts_open_a_private_address_by_name_or_name_and_port():
         _policy(answers, ["nas.local:8080"]).check_url("http://nas.local:9090/x")  # another port
 
 
+def test_cluster_peers_open_exactly_their_host_and_port():
+    """A peer node's public URL (from the node table) is trusted; nothing else on its host is."""
+    policy = _policy({"thor-b.local": ["192.168.1.11"]})
+    policy.peers = frozenset({"thor-b.local:10000"})
+    policy.check_url("http://thor-b.local:10000/files/abc.png")
+    with pytest.raises(OutboundRefused):
+        policy.check_url("http://thor-b.local:22/")  # another port of the same machine
+    policy.peers = frozenset()  # gone from the node table
+    with pytest.raises(OutboundRefused):
+        policy.check_url("http://thor-b.local:10000/files/abc.png")
+
+
 @pytest.mark.parametrize("url", ["ftp://example.com/x", "file:///etc/passwd", "http:///nohost"])
 def test_only_http_urls_with_a_host(url):
     with pytest.raises(OutboundRefused):

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import threading
+import time
 from collections import defaultdict
 
 
@@ -18,6 +19,7 @@ class ChangeFeed:
         self._versions: defaultdict[str, int] = defaultdict(int)
         self._loop: asyncio.AbstractEventLoop | None = None
         self._events: dict[str, asyncio.Event] = {}
+        self._touched: dict[str, float] = {}  # job id -> monotonic time of its last publish
 
     def attach_loop(self, loop: asyncio.AbstractEventLoop | None) -> None:
         self._loop = loop
@@ -29,6 +31,7 @@ class ChangeFeed:
     def publish(self, job_id: str) -> None:
         with self._cond:
             self._versions[job_id] += 1
+            self._touched[job_id] = time.monotonic()
             self._cond.notify_all()
         loop = self._loop
         if loop is not None and not loop.is_closed():
@@ -40,6 +43,19 @@ class ChangeFeed:
     def forget(self, job_id: str) -> None:
         with self._cond:
             self._versions.pop(job_id, None)
+            self._touched.pop(job_id, None)
+
+    def forget_quiet(self, older_than_s: float) -> int:
+        """Drop the versions of jobs not published for ``older_than_s``: in cluster mode every other
+        node's change is published here, most for jobs nobody on this node waits for. A waiter was
+        woken when that last publish came; at worst it wakes once more for nothing."""
+        cutoff = time.monotonic() - older_than_s
+        with self._cond:
+            quiet = [job_id for job_id, at in self._touched.items() if at < cutoff]
+            for job_id in quiet:
+                self._versions.pop(job_id, None)
+                del self._touched[job_id]
+        return len(quiet)
 
     def wait(self, job_id: str, seen: int, timeout: float) -> bool:
         """Block a thread until the job's version passes ``seen``; False on timeout."""

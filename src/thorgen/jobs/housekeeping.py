@@ -23,7 +23,7 @@ import time
 from dataclasses import dataclass, field
 from typing import Any
 
-from thorgen.jobs.store import JobStore
+from thorgen.jobs.stores.base import JobStore
 from thorgen.media.store import MediaStore
 
 _FILE_REFERENCE = re.compile(rb"/files/([0-9a-f]{32}\.[a-z0-9]{1,5})")

@@ -56,6 +56,7 @@ class Job:
     started_at: float | None = None
     finished_at: float | None = None
     seq: int = 0  # insertion order, for FIFO within a priority
+    node_id: str | None = None  # cluster mode: the node that claimed the job (None on one machine)
 
     @property
     def failed(self) -> bool:

@@ -18,7 +18,6 @@ import fcntl
 import logging
 import queue
 import shutil
-import sqlite3
 import threading
 import time
 import uuid
@@ -32,11 +31,13 @@ from typing import IO, TYPE_CHECKING, Any, TypeVar
 import msgspec
 
 from thorgen.errors import Cancelled, FalError, disk_full
+from thorgen.jobs.cluster import ClaimingLane, cluster_for
 from thorgen.jobs.context import JobContext
 from thorgen.jobs.feed import ChangeFeed
 from thorgen.jobs.lanes import Lane
 from thorgen.jobs.record import Job, JobState, LogEntry, Priority
-from thorgen.jobs.store import JobStore
+from thorgen.jobs.stores import open_store
+from thorgen.jobs.stores.base import RETRYABLE, StoreUnavailable
 from thorgen.jobs.webhooks import Webhooks
 from thorgen.media.outbound import OutboundPolicy
 from thorgen.media.resolve import UrlResolver
@@ -86,7 +87,8 @@ class JobService:
         self.registry = registry
         self.metrics = metrics or Metrics()
         data_dir = config.data_dir
-        self.store = JobStore(data_dir / "jobs.sqlite3")
+        # The embedded SQLite database, or with jobs.database a PostgreSQL one shared by a cluster.
+        self.store = open_store(config)
         self.media = MediaStore(data_dir / "files")
         self.scratch_root = data_dir / "tmp"
         outbound = OutboundPolicy(config.limits.fetch_allowed_hosts)  # one policy for fetches and webhooks
@@ -96,9 +98,13 @@ class JobService:
         # The families' load hooks and tiny builders reach the runtime through the registry.
         self.runtime = runtime or ModelRuntime(config, registry.load_hooks(), registry.tiny_builder)
         self.metrics.watch_models(self.runtime)
-        self.lanes = {
+        self.cluster = cluster_for(self, self.store)  # None on one machine
+        self.lanes: dict[str, Lane | ClaimingLane] = {
             "gpu": Lane("gpu", 1, self._execute),
             "utility": Lane("utility", config.lanes.utility_workers, self._execute),
+        } if self.cluster is None else {
+            "gpu": self.cluster.lane("gpu", 1),
+            "utility": self.cluster.lane("utility", config.lanes.utility_workers),
         }
         self._cancelling: set[str] = set()
         self._lock_file: IO[str] | None = None
@@ -120,6 +126,8 @@ class JobService:
         # Before any lane runs a job: model jobs wait for this warm-up (_wait_for_models).
         self.runtime.start()
         self.recover()
+        if self.cluster is not None:
+            self.cluster.start()
         for lane in self.lanes.values():
             lane.start()
 
@@ -127,6 +135,8 @@ class JobService:
         self._stopping.set()  # ends retry pauses at once; what is unwritten, recover() settles next start
         for lane in self.lanes.values():
             lane.stop()
+        if self.cluster is not None:
+            self.cluster.stop()
         if self._finisher is not None:
             self._finisher.join(5.0)
             self._finisher = None
@@ -152,6 +162,11 @@ class JobService:
 
     def recover(self) -> None:
         """After a restart: a job that was running is over (its worker died); queued ones run."""
+        if self.cluster is not None:  # only this node's own jobs; the queue is shared
+            self.cluster.recover()
+            _remove_tree_contents(self.scratch_root)
+            self.media.remove_partials()
+            return
         for job in self.store.in_state(JobState.IN_PROGRESS):
             self._finish(
                 job,
@@ -180,23 +195,35 @@ class JobService:
         base_url: str = "",
         webhook_url: str | None = None,
     ) -> Job:
-        endpoint = self._require(endpoint_id)
-        model = self.registry.model_for(endpoint)
-        endpoint.check_input(raw_input, model_info(self.config, model))  # a 422 now, not in the result
-        if model is not None:
-            self.runtime.check(model)  # a model that can never fit is refused now, not after a wait
+        # Cluster mode: an endpoint this node cannot serve (not here, model missing or too large) but a
+        # live peer can is queued for that peer; a peer without the endpoint at all validates the
+        # input when it runs the job (a 422 then comes in the result).
+        elsewhere = self.cluster.lane_elsewhere(endpoint_id) if self.cluster is not None else None
+        try:
+            endpoint: Endpoint | None = self._require(endpoint_id)
+        except FalError:
+            if elsewhere is None:
+                raise
+            endpoint = None
+        lane = elsewhere or ""
+        if endpoint is not None:
+            lane = endpoint.lane
+            model = self.registry.model_for(endpoint)
+            endpoint.check_input(raw_input, model_info(self.config, model))  # a 422 now, not in the result
+            if model is not None and elsewhere is None:
+                self.runtime.check(model)  # a model that can never fit is refused now, not after a wait
         job = Job(
             id=str(uuid.uuid4()),
             endpoint_id=endpoint_id.strip("/"),
             input=raw_input,
-            lane=endpoint.lane,
+            lane=lane,
             priority=priority,
             base_url=base_url or self.default_base_url(),
             webhook_url=webhook_url,
         )
         try:
             self.store.add(job)
-        except sqlite3.OperationalError as exc:
+        except RETRYABLE as exc:
             full = disk_full(exc, self.config.data_dir)
             if full is None:
                 raise
@@ -255,6 +282,16 @@ class JobService:
     def cancel_requested(self, job_id: str) -> bool:
         return job_id in self._cancelling
 
+    def note_cancel(self, job_id: str) -> None:
+        """A cancel asked on another node, of a job this node holds: it stops at its next step."""
+        self._cancelling.add(job_id)
+
+    def end_cancelled(self, job: Job) -> None:
+        self._finish(job, error=Cancelled().detail, error_type="request_cancelled", status=400, outcome="cancelled")
+
+    def end_interrupted(self, job: Job, message: str) -> None:
+        self._finish(job, error=message, error_type="interrupted", status=500, outcome="interrupted")
+
     def append_log(self, job_id: str, entry: LogEntry) -> None:
         self.store.add_log(job_id, entry)
         self.feed.publish(job_id)
@@ -279,13 +316,15 @@ class JobService:
             return
         try:
             started = self._retrying("start", job_id, lambda: self.store.mark_started(job_id))
-        except sqlite3.OperationalError as exc:
+        except RETRYABLE as exc:
             self._cannot_start(job_id, exc)
             return
         if not started:
             return  # cancelled or finished while it waited
         job = self._retrying("input", job_id, lambda: self.store.get(job_id, with_input=True))
         assert job is not None
+        if self.cluster is not None:  # outputs are stored here, so their URLs name this node
+            job.base_url = self.cluster.public_url
         self.feed.publish(job_id)
         endpoint = self.registry.find(job.endpoint_id)
         context = JobContext(job, self, self.registry.model_for(endpoint) if endpoint else None)
@@ -332,7 +371,7 @@ class JobService:
             return True
         try:
             self.append_log(job_id, LogEntry("waiting for the model runtime to warm up", "INFO", time.time()))
-        except sqlite3.OperationalError:
+        except RETRYABLE:
             pass  # only a progress note; the job's own writes are retried
 
         def stop_if_cancelled() -> None:
@@ -346,8 +385,10 @@ class JobService:
             return False
         return True
 
-    def _cannot_start(self, job_id: str, exc: sqlite3.OperationalError) -> None:
+    def _cannot_start(self, job_id: str, exc: Exception) -> None:
         """Marking a job started kept failing: end it with the reason rather than leave it queued."""
+        if isinstance(exc, StoreUnavailable):  # cluster mode: the claim goes back to the queue at the next beat
+            return
         job = self.store.get(job_id)
         if job is None or job.state is not JobState.IN_QUEUE:
             return
@@ -394,7 +435,7 @@ class JobService:
         pending = _PendingFinish(job, outcome, output, error, error_type, status)
         try:
             self._retrying("finish", job.id, lambda: self._write_finish(pending))
-        except sqlite3.OperationalError as exc:
+        except RETRYABLE as exc:
             log.error("job %s (%s): its %s could not be recorded (%s); the finisher keeps trying",
                       job.id, job.endpoint_id, outcome, exc)
             self._pending.put(pending)
@@ -419,7 +460,7 @@ class JobService:
                     pending.error_type, message)
             try:
                 self.store.add_log(job.id, LogEntry(message, "ERROR", time.time()))
-            except sqlite3.OperationalError as exc:  # the job's state is recorded; its log line is a nicety
+            except RETRYABLE as exc:  # the job's state is recorded; its log line is a nicety
                 log.warning("job %s: the error could not be added to its logs: %s", job.id, exc)
         self._cancelling.discard(job.id)
         self.metrics.jobs.labels(job.endpoint_id, pending.outcome).inc()
@@ -436,7 +477,7 @@ class JobService:
         for delay in (*self.retry_delays_s, None):
             try:
                 return write()
-            except sqlite3.OperationalError as exc:
+            except RETRYABLE as exc:
                 if delay is None or self._stopping.is_set():
                     raise
                 log.warning("job %s: writing its %s failed (%s); trying again in %.2f s", job_id, what, exc, delay)
@@ -458,7 +499,7 @@ class JobService:
                     log.info("job %s (%s): its %s is recorded now", pending.job.id, pending.job.endpoint_id,
                              pending.outcome)
                     break
-                except sqlite3.OperationalError as exc:
+                except RETRYABLE as exc:
                     log.warning("job %s: its %s still cannot be recorded (%s); next try in %.1f s",
                                 pending.job.id, pending.outcome, exc, delay)
                     self._stopping.wait(delay)

@@ -74,12 +74,16 @@ class OutboundPolicy:
     def __init__(self, allowed_hosts: Iterable[str], resolve: Resolver = system_resolve):
         self._allowed = {host.strip().lower() for host in allowed_hosts if host.strip()}
         self._resolve = resolve
+        # Cluster mode: the other nodes' "host:port" (their public URLs, from the node table, renewed
+        # at each heartbeat). Trusted as exactly those pairs, so a peer's file URL may be fetched
+        # even on a LAN address without opening private addresses in general.
+        self.peers: frozenset[str] = frozenset()
 
     def is_opened(self, host: str, port: int) -> bool:
         """Named in ``limits.fetch_allowed_hosts`` (with or without its port)."""
         host = host.lower().strip("[]")
         shown = f"[{host}]" if ":" in host else host
-        return bool({host, shown, f"{shown}:{port}"} & self._allowed)
+        return bool({host, shown, f"{shown}:{port}"} & self._allowed) or f"{host}:{port}" in self.peers
 
     def addresses(self, host: str, port: int) -> list[str]:
         """The addresses to connect to for ``host``, every one of them checked (OutboundRefused if not)."""

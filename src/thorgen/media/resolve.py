@@ -36,6 +36,9 @@ class UrlResolver:
         self.timeout = config.limits.fetch_timeout_s
         public = urllib.parse.urlsplit(config.server.public_url) if config.server.public_url else None
         self._own_hosts = {h for h in (public.hostname if public else None, config.server.host) if h}
+        # Cluster mode: other nodes' "host:port". Their file URLs name files on their disks, fetched
+        # from them, even where the host looks like this node's own (two nodes on one machine).
+        self.peer_netlocs: frozenset[str] = frozenset()
 
     def resolve(self, url: str, field: str | list[str | int], *, scratch: Path, base_url: str = "") -> Path:
         if not isinstance(url, str) or not url.strip():
@@ -59,6 +62,9 @@ class UrlResolver:
         if key is None:
             return None
         host = (parts.hostname or "").lower()
+        port = parts.port or (443 if parts.scheme == "https" else 80)
+        if f"{host}:{port}" in self.peer_netlocs:
+            return None
         job_host = urllib.parse.urlsplit(base_url).hostname if base_url else None
         if host in _LOOPBACK_NAMES or host in self._own_hosts or host == job_host:
             return self.media.path(key)
