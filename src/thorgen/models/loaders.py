@@ -12,6 +12,7 @@ from typing import Any
 
 from thorgen.config import Config
 from thorgen.errors import FalError
+from thorgen.models import tuning
 from thorgen.models.memory import estimate_bytes
 from thorgen.models.store import model_status
 
@@ -29,6 +30,7 @@ def resolve_device(setting: str) -> str:
 class Loader:
     def __init__(self, config: Config):
         self.config = config
+        self.tuned: dict[str, tuning.Tuned] = {}  # what tuning did to each model at its last load
 
     def estimate(self, name: str) -> int:
         return estimate_bytes(self.config.model_path(name), self.config.model(name).dtype)
@@ -65,12 +67,13 @@ class Loader:
             guardrail = cosmos.load_guardrail() if self.config.guardrail_on else None
             extra["safety_checker"] = cosmos.passthrough_checker(guardrail)
         pipeline = pipeline_class.from_pretrained(status.path, dtype=getattr(torch, model.dtype),
-                                                  local_files_only=True, **extra)
+                                                  local_files_only=True, **tuning.load_kwargs(device), **extra)
         if model.family == "cosmos":
             pipeline.vae.enable_tiling()  # decodes 720p x 93 frames in tiles instead of all at once
-        if device != "cpu":  # loaded onto the CPU; move only when it has to go elsewhere
-            pipeline.to(device)
         pipeline.set_progress_bar_config(disable=True)
+        self.tuned[name] = tuning.tune(name, model.family, pipeline, quantization=model.quantization,
+                                       compile=model.compile, device=device, data_dir=self.config.data_dir,
+                                       tiny=self.config.runtime.tiny)
         log.info("model %s: %s from %s on %s in %s", name, model.pipeline, status.path, device, model.dtype)
         return pipeline
 
