@@ -347,16 +347,20 @@ def _models_list(config: Config) -> int:
             in_memory = "yes" if status.name in loaded else "no"
         source = config.model(status.name).source or "(tiny)"
         licence = f"{entry.licence}{', gated: needs HF_TOKEN' if entry.gated else ''}" if entry else ""
-        rows.append([status.name, status.family, "yes" if status.installed else "NO", size, in_memory, source,
-                     licence])
+        model = config.model(status.name)
+        tuning = ", ".join([*([model.quantization] if model.quantization != "none" else []),
+                            *(["compiled"] if model.compile else [])]) or "-"
+        rows.append([status.name, status.family, "yes" if status.installed else "NO", size, in_memory, tuning,
+                     source, licence])
         if not status.installed:
             approx = f" (about {approx_size(entry.approx_bytes)})" if entry and not config.runtime.tiny else ""
             hints.append(f"get {status.name} with: {status.install_hint}{approx}")
     if not config.runtime.tiny:  # tiny mode never runs the guardrail
         guardrail = guardrail_listing()
-        rows.append([guardrail.name, "guardrail", guardrail.installed, "-", "-", guardrail.source, guardrail.licence])
+        rows.append([guardrail.name, "guardrail", guardrail.installed, "-", "-", "-", guardrail.source,
+                     guardrail.licence])
         hints.append(f"get {guardrail.name} with: {guardrail.install_hint}")
-    _print_table(["model", "family", "installed", "on disk", "loaded", "source", "licence"], rows)
+    _print_table(["model", "family", "installed", "on disk", "loaded", "tuning", "source", "licence"], rows)
     for hint in hints:
         print(hint)
     if loaded is None:
