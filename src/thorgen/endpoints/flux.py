@@ -154,6 +154,7 @@ def text_to_image(ctx: JobContext, args: FluxInput) -> FluxOutput:
                 callback_on_step_end=step_reporter(ctx, args.num_inference_steps),
             ).images
         inference = time.perf_counter() - started
+        model.hold_cache_bytes(ran.cache_bytes)  # the swapper counts what the cache held with the model
     return _output(ctx, images, args, seed, inference, _report(ctx, ran, args.num_inference_steps))
 
 
@@ -199,6 +200,7 @@ def image_to_image(ctx: JobContext, args: ImageToImageInput) -> FluxOutput:
                 callback_on_step_end=step_reporter(ctx, steps),
             ).images
         inference = time.perf_counter() - started
+        model.hold_cache_bytes(ran.cache_bytes)  # the swapper counts what the cache held with the model
     return _output(ctx, images, args, seed, inference, _report(ctx, ran, steps))
 
 
