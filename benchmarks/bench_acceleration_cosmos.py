@@ -12,7 +12,7 @@ Each ratio is the variant's time over a plain run right beside it (pairs in alte
 medians over the rounds. The yardstick: plain with fewer steps doing the same linear-layer work as
 the cache did; a cache is worth having only if it deviates from plain less than that.
 
-Run:  PYTHONPATH=src .venv/bin/python benchmarks/bench_acceleration_cosmos.py [--rounds 3]
+Run:  PYTHONPATH=src .venv/bin/python benchmarks/bench_acceleration_cosmos.py [--rounds 3] [--size 256]
 Last line:  cosmos_acceleration: regular=<ratio> high=<ratio>
 """
 
@@ -68,9 +68,12 @@ def with_level(pipe: Any, level: str) -> Callable[[], torch.Tensor]:
 
 
 def main() -> None:
+    global SIZE
     parser = argparse.ArgumentParser()
     parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--size", type=int, default=SIZE, help="clip side in pixels, a multiple of 16")
     args = parser.parse_args()
+    SIZE = args.size
     torch.set_grad_enabled(False)
     pipe = build()
     params = sum(p.numel() for p in pipe.transformer.parameters())
