@@ -66,8 +66,11 @@ class Loader:
             # Given to the constructor, or it builds cosmos_guardrail's checker itself (see models/cosmos.py).
             guardrail = cosmos.load_guardrail() if self.config.guardrail_on else None
             extra["safety_checker"] = cosmos.passthrough_checker(guardrail)
+        placement = tuning.load_kwargs(device)  # straight onto the device: the model is held once, not twice
         pipeline = pipeline_class.from_pretrained(status.path, dtype=getattr(torch, model.dtype),
-                                                  local_files_only=True, **tuning.load_kwargs(device), **extra)
+                                                  local_files_only=True, **placement, **extra)
+        if not placement and device != "cpu":  # a device device_map does not name: loaded on the CPU, moved
+            pipeline.to(device)
         if model.family == "cosmos":
             pipeline.vae.enable_tiling()  # decodes 720p x 93 frames in tiles instead of all at once
         pipeline.set_progress_bar_config(disable=True)

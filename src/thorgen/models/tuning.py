@@ -105,7 +105,11 @@ def refusal(name: str, family: str, quantization: str, compile: bool, device: st
 
 
 def load_kwargs(device: str) -> dict[str, Any]:
-    """``from_pretrained`` arguments that write the weights straight onto ``device``."""
+    """``from_pretrained`` arguments that write the weights straight onto ``device``; none for a device
+    diffusers' ``device_map`` does not take (it knows "cpu" and "cuda", not "cuda:1"), which the
+    loader then moves the pipeline to after loading, as before."""
+    if device not in ("cpu", "cuda"):
+        return {}
     return {"device_map": device, "low_cpu_mem_usage": True}
 
 
