@@ -171,3 +171,31 @@ def test_cosmos_runs_taylorseer_by_its_configured_level_and_stays_close_to_plain
     first, second = video_frames(plain["video"]["url"]), video_frames(cached["video"]["url"])
     deviation = float(np.abs(first - second).mean())
     assert 0 < deviation < 8.0, deviation  # close to plain, in grey levels of 255, and not identical
+
+
+def test_cosmos_levels_one_after_another_on_the_same_transformer():
+    """In process, the tiny Cosmos Predict2.5: "regular" (attention hooks), then "high" (block hooks),
+    then "none", each on the transformer the last one used: every level finds its hooks' cache context
+    (diffusers caches which children have hooks), and "none" afterwards is the plain result again."""
+    import torch
+
+    from thorgen.endpoints.acceleration import accelerated
+    from thorgen.models import cosmos
+
+    cosmos.install_torchvision_stand_ins()
+    pipe = cosmos.build_cosmos2_5()
+    pipe.set_progress_bar_config(disable=True)
+
+    def latents(level: str) -> tuple[torch.Tensor, int]:
+        with accelerated(pipe.transformer, level, 8) as ran:  # type: ignore[arg-type]
+            out = pipe(prompt="x", height=64, width=112, num_frames=9, num_inference_steps=8,
+                       generator=torch.Generator().manual_seed(1), output_type="latent").frames
+        return out, ran.computed
+
+    plain, plain_passes = latents("none")
+    for level in ("regular", "high"):
+        cached, passes = latents(level)
+        assert passes < plain_passes == 16, (level, passes)
+        assert 0 < float((cached - plain).norm() / plain.norm()) < 0.5, level
+    again, _ = latents("none")
+    assert torch.equal(again, plain)

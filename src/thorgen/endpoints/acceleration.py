@@ -141,6 +141,9 @@ def _accelerated_directly(transformer: Any, level: Level) -> Iterator[Accelerate
         if config is not None:
             registry.remove_hook(_TAYLORSEER_CACHE_HOOK, recurse=True)  # a crash's leftovers: start clean
             apply_taylorseer_cache(transformer, config)
+            # The registry caches which children have hooks; new hooks on other modules (another
+            # level than the last job's) are invisible to the context setter until it is invalidated.
+            registry.invalidate_child_registries_cache()
             _measure_cache(transformer, report)
             last: list[Any] = [None]
 
@@ -161,6 +164,7 @@ def _accelerated_directly(transformer: Any, level: Level) -> Iterator[Accelerate
         if config is not None:
             _set_cache_context(transformer, None)
             registry.remove_hook(_TAYLORSEER_CACHE_HOOK, recurse=True)
+            registry.invalidate_child_registries_cache()
 
 
 def _measure_cache(transformer: Any, report: Accelerated) -> None:
