@@ -92,8 +92,8 @@ def main() -> None:
         variants[name] = lambda fewer=fewer: latents(pipe, fewer)
         deviations[name] = deviation(latents(pipe, fewer), reference)
         print(f"{level}: {call.computed} of {2 * STEPS} attention passes computed, linear work "  # type: ignore[attr-defined]
-              f"{work / plain_work:.2f} of plain, cache held {call.cache_bytes / 1024**2:.1f} MiB "  # type: ignore[attr-defined]
-              f"at the end of the job; yardstick: {name}")
+              f"{work / plain_work:.2f} of plain, cache held at most {call.cache_bytes / 1024**2:.1f} MiB "  # type: ignore[attr-defined]
+              f"during the job; yardstick: {name}")
     ratios: dict[str, list[float]] = {name: [] for name in variants}
     for round_index in range(args.rounds):
         for name, variant in variants.items():
