@@ -38,7 +38,7 @@ log = logging.getLogger("thorgen")
 def build_app(config: Config, service: JobService | None = None) -> Litestar:
     if service is None:
         registry = Registry(config)
-        runtime = ModelRuntime(config, registry.load_hooks(), registry.tiny_builder)
+        runtime = ModelRuntime(config, registry.load_hooks(), registry.tiny_builder, registry.warm_ups())
         service = JobService(config, registry, Metrics(), runtime)
     auth = Auth(config.server.api_key)
     announced = threading.Event()  # set once the "N endpoints ready" line is logged, after warm-up

@@ -352,17 +352,20 @@ def _models_list(config: Config) -> int:
             in_memory = "yes" if status.name in loaded else "no"
         source = config.model(status.name).source or "(tiny)"
         licence = f"{entry.licence}{', gated: needs HF_TOKEN' if entry.gated else ''}" if entry else ""
-        rows.append([status.name, status.family, "yes" if status.installed else "NO", size, in_memory, source,
-                     licence])
+        model = config.model(status.name)
+        tuning = ", ".join([*([model.quantization] if model.quantization != "none" else []),
+                            *(["compiled"] if model.compile else [])]) or "-"
+        rows.append([status.name, status.family, "yes" if status.installed else "NO", size, in_memory, tuning,
+                     source, licence])
         if not status.installed:
             approx = f" (about {approx_size(entry.approx_bytes)})" if entry and not config.runtime.tiny else ""
             hints.append(f"get {status.name} with: {status.install_hint}{approx}")
     if not config.runtime.tiny:  # tiny mode never runs the guardrail (nor, so far, any other download)
         for download in downloads().values():
-            rows.append([download.name, download.kind, download.installed(), "-", "-", download.source,
+            rows.append([download.name, download.kind, download.installed(), "-", "-", "-", download.source,
                          download.licence])
             hints.append(f"get {download.name} with: {download.install_hint()}")
-    _print_table(["model", "family", "installed", "on disk", "loaded", "source", "licence"], rows)
+    _print_table(["model", "family", "installed", "on disk", "loaded", "tuning", "source", "licence"], rows)
     for hint in hints:
         print(hint)
     if loaded is None:

@@ -142,6 +142,13 @@ class ModelConfig(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
     # fal's `acceleration` when a request does not send one (Flux: diffusers' cache hooks, see
     # families/acceleration.py). A request's own value wins.
     acceleration: Literal["none", "regular", "high"] = "none"
+    # Weights of the transformer through torchao (models/tuning.py): "int8" weight-only (anywhere,
+    # about half of bf16's bytes), "fp8" weights and activations (CUDA compute capability 8.9+ only;
+    # elsewhere the model is refused at start). Needs the torchao extra.
+    quantization: Literal["none", "int8", "fp8"] = "none"
+    # Compile the transformer's repeated blocks after loading, warm up, and keep inductor's cache in
+    # <data_dir>/compile-cache; the model is then loaded at start, as with preload (see README).
+    compile: bool = False
 
 
 class Config(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):

@@ -264,3 +264,18 @@ def test_info_does_not_wait_for_a_load_in_progress():
         release.set()
         loading.join(30)
     assert swapper.loaded_names() == ["slow"]
+
+
+def test_what_an_acceleration_cache_held_counts_with_its_model_from_then_on():
+    """A cache's state (fal's acceleration) is freed after each job, but the next job of that model
+    needs the room again: after a job reports it, the model's footprint includes it, loaded or not."""
+    zoo = Zoo({"a": MB, "b": MB, "c": MB})
+    swapper = swapper_for(zoo, budget=2 * MB + MB // 2)
+    use(swapper, "b", "a")  # both fit: 2 MB of 2.5; b is the least recently used
+    with swapper.lease("a") as lease:
+        lease.hold_cache_bytes(MB)  # a's cache held 1 MB during this job
+    assert swapper.held == 3 * MB and swapper.size_of("a") == 2 * MB
+    assert {m["name"]: m["cache_bytes"] for m in swapper.snapshot()["loaded"]} == {"a": MB, "b": 0}
+    use(swapper, "c")  # c (1 MB) fits only once b and a (1 MB + its 1 MB cache) are both gone
+    assert swapper.loaded_names() == ["c"] and swapper.stats.evictions == 2
+    assert swapper.size_of("a") == 2 * MB  # remembered after eviction, for the room its next load needs

@@ -28,6 +28,7 @@ import msgspec
 from thorgen.errors import InputError
 from thorgen.models.catalog import CatalogEntry
 from thorgen.models.loaders import LoadHook, LoadRequest, load_diffusers
+from thorgen.models.tuning import WarmUp
 
 if TYPE_CHECKING:
     from thorgen.config import Config
@@ -37,7 +38,7 @@ if TYPE_CHECKING:
 __all__ = [
     "ANY_PIPELINE", "AudioFile", "CatalogEntry", "Context", "Download", "Endpoint", "Extra", "Family", "File",
     "Finding", "Image", "LoadHook", "LoadRequest", "OptionalPrompt", "Prompt", "Seed", "TinyBuilder", "VideoFile",
-    "VideoOutput",
+    "VideoOutput", "WarmUp",
     "load_diffusers", "store_audio", "store_image", "store_video", "validation_error",
 ]
 
@@ -311,6 +312,9 @@ class Family:
     catalog: Mapping[str, CatalogEntry] = field(default_factory=dict)
     extra: Extra | None = None
     load: LoadHook = load_diffusers
+    # One short run of the family's pipeline (its arguments, for a model name, tiny or not), which
+    # `[models.NAME] compile = true` runs before the model is lent to a job; None: compile is refused.
+    warm_up: WarmUp | None = None
     tiny: Mapping[str, TinyBuilder] = field(default_factory=dict)
     safety_note: Callable[[Config], str] | None = None
     on_start: Callable[[Config], None] | None = None

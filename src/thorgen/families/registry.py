@@ -9,7 +9,7 @@ import msgspec
 
 from thorgen.errors import FalError
 from thorgen.families import FAMILIES, missing_extra, tiny_builder
-from thorgen.families.base import Endpoint, Family, TinyBuilder
+from thorgen.families.base import Endpoint, Family, TinyBuilder, WarmUp
 from thorgen.models.installed import model_status
 from thorgen.version import __version__
 
@@ -41,6 +41,10 @@ class Registry:
     def load_hooks(self) -> dict[str, LoadHook]:
         """Each family's load hook, for the model runtime's loader."""
         return {family.name: family.load for family in self.families}
+
+    def warm_ups(self) -> dict[str, WarmUp]:
+        """The compile warm-up of each family that has one (the others' models cannot be compiled)."""
+        return {family.name: family.warm_up for family in self.families if family.warm_up is not None}
 
     def tiny_builder(self, model: ModelConfig, config: Config) -> TinyBuilder | None:
         """The builder of a model's tiny version (the runtime writes them in tiny mode)."""

@@ -96,7 +96,8 @@ class JobService:
         self.webhooks = Webhooks(outbound, config.limits.webhook_timeout_s)
         self.feed = ChangeFeed()
         # The families' load hooks and tiny builders reach the runtime through the registry.
-        self.runtime = runtime or ModelRuntime(config, registry.load_hooks(), registry.tiny_builder)
+        self.runtime = runtime or ModelRuntime(config, registry.load_hooks(), registry.tiny_builder,
+                                               registry.warm_ups())
         self.metrics.watch_models(self.runtime)
         self.cluster = cluster_for(self, self.store)  # None on one machine
         self.lanes: dict[str, Lane | ClaimingLane] = {

@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from thorgen.errors import FalError
+from thorgen.models import tuning
 from thorgen.models.installed import model_status
 from thorgen.models.memory import estimate_bytes
 
@@ -48,9 +49,12 @@ def resolve_device(setting: str) -> str:
 
 
 class Loader:
-    def __init__(self, config: Config, hooks: Mapping[str, LoadHook] | None = None):
+    def __init__(self, config: Config, hooks: Mapping[str, LoadHook] | None = None,
+                 warm_ups: Mapping[str, tuning.WarmUp] | None = None):
         self.config = config
         self.hooks = dict(hooks or {})  # family name -> its load hook; absent: load_diffusers
+        self.warm_ups = dict(warm_ups or {})  # family name -> its compile warm-up; absent: no compile
+        self.tuned: dict[str, tuning.Tuned] = {}  # what tuning did to each model at its last load
 
     def estimate(self, name: str) -> int:
         return estimate_bytes(self.config.model_path(name), self.config.model(name).dtype)
@@ -66,7 +70,11 @@ class Loader:
 
         adopt_library_loggers()  # the libraries' warnings in the server's format, and no progress bars
         hook = self.hooks.get(model.family, load_diffusers)
-        return hook(LoadRequest(name=name, path=status.path, model=model, device=device, config=self.config))
+        pipeline = hook(LoadRequest(name=name, path=status.path, model=model, device=device, config=self.config))
+        self.tuned[name] = tuning.tune(name, model.family, pipeline, quantization=model.quantization,
+                                       compile=model.compile, device=device, data_dir=self.config.data_dir,
+                                       tiny=self.config.runtime.tiny, warm_up=self.warm_ups.get(model.family))
+        return pipeline
 
     @staticmethod
     def _device(name: str, setting: str) -> str:
@@ -88,9 +96,10 @@ def load_diffusers(request: LoadRequest, **components: Any) -> Any:
 
     model = request.model
     pipeline_class = _pipeline_class(request.name, model.pipeline)
+    placement = tuning.load_kwargs(request.device)  # straight onto the device: held once, not twice
     pipeline = pipeline_class.from_pretrained(request.path, dtype=getattr(torch, model.dtype),
-                                              local_files_only=True, **components)
-    if request.device != "cpu":  # loaded onto the CPU; move only when it has to go elsewhere
+                                              local_files_only=True, **placement, **components)
+    if not placement and request.device != "cpu":  # a device device_map does not name: loaded on the CPU, moved
         pipeline.to(request.device)
     pipeline.set_progress_bar_config(disable=True)
     log.info("model %s: %s from %s on %s in %s", request.name, model.pipeline, request.path, request.device,

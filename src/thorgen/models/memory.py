@@ -83,13 +83,25 @@ def pipeline_bytes(pipeline: Any) -> int:
     total = 0
     for module in modules:
         for tensor in [*module.parameters(), *module.buffers()]:
-            storage = tensor.untyped_storage()
-            key = storage.data_ptr()
-            if key in seen or storage.nbytes() == 0:
-                continue
-            seen.add(key)
-            total += storage.nbytes()
+            for plain in _plain_tensors(tensor):
+                storage = plain.untyped_storage()
+                key = storage.data_ptr()
+                if key in seen or storage.nbytes() == 0:
+                    continue
+                seen.add(key)
+                total += storage.nbytes()
     return total
+
+
+def _plain_tensors(tensor: Any) -> list[Any]:
+    """The tensors that really hold a tensor's data. A tensor subclass that wraps others (torchao's
+    int8 and fp8 weights: int8 data plus scales) reports its nominal dtype's size as its storage;
+    what it holds is in the inner tensors it flattens into."""
+    flatten = getattr(tensor, "__tensor_flatten__", None)
+    if flatten is None or type(tensor).__name__ in ("Parameter", "Tensor"):
+        return [tensor]
+    names, _ = flatten()
+    return [inner for name in names for inner in _plain_tensors(getattr(tensor, name))]
 
 
 def estimate_bytes(path: Path, dtype: str) -> int:
@@ -155,3 +167,40 @@ def accelerator_allocated() -> int | None:
 
 def _gib(value: int) -> str:
     return f"{value / 1024**3:.1f} GiB"
+
+
+def hook_state_bytes(module: Any) -> int:
+    """Bytes of the tensors diffusers' cache hooks keep on ``module`` and its children, each once.
+
+    A cache (TaylorSeer's Taylor factors per attention layer, MagCache's residual, FirstBlockCache's
+    first-block output) holds activations between steps: at Flux's 1024² that is up to gigabytes, not
+    part of the weights and so not in ``pipeline_bytes``. Read from the hooks' state objects (diffusers'
+    ``StateManager`` keeps one per cache context), walking their attributes down to tensors.
+    """
+    seen: set[int] = set()
+    total = 0
+
+    def count(value: Any, depth: int = 0) -> None:
+        nonlocal total
+        if depth > 4:  # state objects hold dicts of dicts of tensors at most; never walk further
+            return
+        if hasattr(value, "untyped_storage"):
+            for plain in _plain_tensors(value):
+                storage = plain.untyped_storage()
+                if storage.data_ptr() not in seen:
+                    seen.add(storage.data_ptr())
+                    total += storage.nbytes()
+        elif isinstance(value, dict):
+            for item in value.values():
+                count(item, depth + 1)
+        elif isinstance(value, (list, tuple)):
+            for item in value:
+                count(item, depth + 1)
+
+    for child in module.modules():
+        registry = getattr(child, "_diffusers_hook", None)
+        for hook in getattr(registry, "hooks", {}).values():
+            manager = getattr(hook, "state_manager", None)
+            for state in getattr(manager, "_state_cache", {}).values():
+                count(vars(state))
+    return total

@@ -26,6 +26,7 @@ from thorgen.models.swapper import Lease, ModelSwapper
 if TYPE_CHECKING:
     from thorgen.config import Config, ModelConfig
     from thorgen.models.loaders import LoadHook
+    from thorgen.models.tuning import WarmUp
 
 # The builder of a configured model's tiny version (given the model and the tiny-mode config), or None:
 # what the families provide (thorgen.families.tiny_builder); this module names no family.
@@ -40,12 +41,15 @@ CPU_SWITCH_INTERVAL_S = 0.001  # see ModelRuntime._set_cpu_threads
 
 class ModelRuntime:
     def __init__(self, config: Config, load_hooks: Mapping[str, LoadHook] | None = None,
-                 tiny_builder: TinyBuilderFor | None = None):
+                 tiny_builder: TinyBuilderFor | None = None, warm_ups: Mapping[str, WarmUp] | None = None):
         self.config = config
         self.load_hooks = dict(load_hooks or {})  # family -> its load hook (models.loaders.Loader)
+        self.warm_ups = dict(warm_ups or {})  # family -> its compile warm-up (models.tuning)
         self.tiny_builder = tiny_builder  # None: tiny mode writes no model (a registry of test endpoints)
         self.ready = threading.Event()
         self.refused: dict[str, str] = {}  # model -> why it can never load here
+        self._refusals: dict[str, FalError] = {}  # model -> the error its jobs get
+        self._loader: Any = None  # the swapper's Loader, for what tuning did (snapshot)
         self.device: dict[str, Any] = {}
         self.cpu_threads: dict[str, Any] | None = None  # what torch was told, once torch is imported
         self._swapper: ModelSwapper | None = None
@@ -73,12 +77,16 @@ class ModelRuntime:
 
             for name in installed:
                 try:
+                    self._check_settings(name)
                     swapper.check_fits(name)
                 except FalError as exc:
                     self.refused[name] = str(exc.detail)
+                    self._refusals[name] = exc
                     log.error("model %s can never load here: %s", name, exc.detail)
             for name in installed:
-                if self.config.model(name).preload and name not in self.refused:
+                model = self.config.model(name)
+                # A compiled model is warmed up at start, so that no job pays for compiling it.
+                if (model.preload or model.compile) and name not in self.refused:
                     try:
                         swapper.preload(name)
                     except Exception:
@@ -116,7 +124,7 @@ class ModelRuntime:
         budget = compute_budget(runtime.budget_bytes, runtime.budget_fraction, info)
         self.device = {"kind": info.kind, "name": info.name, "unified_memory": info.unified}
         log.info("model memory budget: %.2f GiB (%s)", budget.bytes / 1024**3, budget.how)
-        loader = Loader(self.config, self.load_hooks)
+        loader = self._loader = Loader(self.config, self.load_hooks, self.warm_ups)
         return ModelSwapper(budget, loader.load, loader.estimate,
                             pinned=lambda name: self.config.model(name).pinned)
 
@@ -183,8 +191,9 @@ class ModelRuntime:
 
     def check(self, name: str) -> None:
         """At submit: refuse at once a model that can never fit (once the runtime knows)."""
-        if name in self.refused:
-            raise FalError(self.refused[name], status=507, error_type="model_too_large")
+        if name in self._refusals:
+            refused = self._refusals[name]  # a fresh error each time: one instance must not collect tracebacks
+            raise FalError(refused.detail, status=refused.status, error_type=refused.error_type)
         if self._swapper is not None:
             self._swapper.check_fits(name)
 
@@ -202,7 +211,19 @@ class ModelRuntime:
         if self._swapper is None:
             data["started"] = False
             return data
-        return {**data, "started": True, "device": self.device, **self._swapper.snapshot()}
+        tuned = {name: tuned.as_dict() for name, tuned in self._loader.tuned.items()} if self._loader else {}
+        return {**data, "started": True, "device": self.device, **self._swapper.snapshot(), "tuning": tuned}
+
+    def _check_settings(self, name: str) -> None:
+        """Refuse at start a model whose quantization or compile setting cannot work on this machine."""
+        from thorgen.models.loaders import resolve_device
+        from thorgen.models.tuning import refusal
+
+        model = self.config.model(name)
+        reason = refusal(name, model.family, model.quantization, model.compile, resolve_device(model.device),
+                         can_compile=model.family in self.warm_ups)
+        if reason:
+            raise FalError(reason, status=424, error_type="unsupported_model_setting")
 
 
 def write_missing_tiny(config: Config, builder_for: TinyBuilderFor, *, force: bool = False) -> list[str]:

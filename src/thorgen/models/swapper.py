@@ -8,7 +8,9 @@ that the model's modules are really gone; a model something else still holds is 
 
 Sizes: before a load, the loader's estimate (safetensors headers); after it, the measured bytes of
 parameters and buffers, which replace the estimate from then on. Pipelines derived from a loaded
-one (``Lease.derived``, diffusers' ``from_pipe``) share its modules and so its bytes.
+one (``Lease.derived``, diffusers' ``from_pipe``) share its modules and so its bytes. A job that runs
+a cache (fal's ``acceleration``) reports what the cache held (``Lease.hold_cache_bytes``); the largest
+such figure is counted with the model from then on, loaded or not, so the budget leaves room for it.
 
 The swapper knows nothing of diffusers: it is handed a ``load(name)`` and an ``estimate(name)``.
 """
@@ -61,15 +63,27 @@ class Loaded:
     leases: int = 0
     last_used: float = field(default_factory=time.monotonic)
     derived: dict[type, Any] = field(default_factory=dict)
+    cache_bytes: int = 0  # the most an acceleration cache held during one of its jobs
+
+    @property
+    def footprint(self) -> int:
+        return self.bytes + self.cache_bytes
 
 
 class Lease:
     """A loaned model. Use it inside the ``with`` block only; do not keep references past it."""
 
-    def __init__(self, loaded: Loaded):
+    def __init__(self, loaded: Loaded, on_cache: Callable[[str, int], None] = lambda name, size: None):
         self.name = loaded.name
         self.pipeline = loaded.pipeline
         self._loaded = loaded
+        self._on_cache = on_cache
+
+    def hold_cache_bytes(self, size: int) -> None:
+        """A cache on this model held ``size`` bytes during the job (hooks' state, freed after it)."""
+        if size > self._loaded.cache_bytes:
+            self._loaded.cache_bytes = size
+            self._on_cache(self.name, size)
 
     def derived(self, pipeline_class: Any) -> Any:
         """Another pipeline class over the same modules (e.g. FluxImg2ImgPipeline), built once."""
@@ -107,6 +121,7 @@ class ModelSwapper:
         self._loaded: dict[str, Loaded] = {}
         self._sizes: dict[str, int] = {}  # measured bytes, kept after eviction
         self._estimates: dict[str, int] = {}  # from the files, until a load measures the truth
+        self._cache_sizes: dict[str, int] = {}  # the most an acceleration cache held, kept after eviction
         self._lock = threading.RLock()
         self.stats = SwapperStats()
 
@@ -119,7 +134,7 @@ class ModelSwapper:
             loaded.leases += 1
             loaded.last_used = time.monotonic()
         try:
-            yield Lease(loaded)
+            yield Lease(loaded, self._note_cache)
         finally:
             with self._lock:
                 loaded.leases -= 1
@@ -130,12 +145,18 @@ class ModelSwapper:
             self._ensure(name)
 
     def size_of(self, name: str) -> int:
-        """Measured bytes if the model was ever loaded, else the estimate from its files."""
+        """Measured bytes if the model was ever loaded, else the estimate from its files; plus the most
+        its acceleration cache ever held."""
+        cache = self._cache_sizes.get(name, 0)
         if name in self._sizes:
-            return self._sizes[name]
+            return self._sizes[name] + cache
         if not self._estimates.get(name):  # 0: not on disk yet; ask again next time
             self._estimates[name] = self._estimate(name)
-        return self._estimates[name]
+        return self._estimates[name] + cache
+
+    def _note_cache(self, name: str, size: int) -> None:
+        with self._lock:
+            self._cache_sizes[name] = max(size, self._cache_sizes.get(name, 0))
 
     def check_fits(self, name: str) -> None:
         """Refuse a model that could never fit, before anything is unloaded for it."""
@@ -145,7 +166,7 @@ class ModelSwapper:
 
     @property
     def held(self) -> int:
-        return sum(m.bytes for m in self._loaded.values())
+        return sum(m.footprint for m in self._loaded.values())
 
     def loaded_names(self) -> list[str]:
         return list(self._loaded)  # no lock: a load holds it for minutes (see snapshot)
@@ -186,9 +207,10 @@ class ModelSwapper:
         started = time.perf_counter()
         pipeline = self._load(name)
         seconds = time.perf_counter() - started
-        size = self._measure(pipeline)
-        self._sizes[name] = size
-        loaded = Loaded(name, pipeline, size, seconds, pinned=self._pinned(name))
+        self._sizes[name] = self._measure(pipeline)
+        loaded = Loaded(name, pipeline, self._sizes[name], seconds, pinned=self._pinned(name),
+                        cache_bytes=self._cache_sizes.get(name, 0))
+        size = loaded.footprint
         pipeline = None  # the Loaded record is the one owner, so an eviction can really free it
         self._loaded[name] = loaded
         self.stats.loads += 1
@@ -215,18 +237,18 @@ class ModelSwapper:
                              and m.name != name), key=lambda m: m.last_used)
 
         def others() -> int:
-            return sum(m.bytes for m in self._loaded.values() if m.name != name)
+            return sum(m.footprint for m in self._loaded.values() if m.name != name)
 
         freed_any = False
         while others() + need > self.budget.bytes and candidates:
             victim = candidates.pop(0)
-            log.info("unloading model %s (%s) to make room for %s", victim.name, _size(victim.bytes), name)
+            log.info("unloading model %s (%s) to make room for %s", victim.name, _size(victim.footprint), name)
             self._unload(victim, collect=False)
             freed_any = True
         if freed_any:
             release_memory()
         if others() + need > self.budget.bytes:
-            held_by = {m.name: m.bytes for m in self._loaded.values() if m.name != name}
+            held_by = {m.name: m.footprint for m in self._loaded.values() if m.name != name}
             raise NoRoom(name, need, held_by, self.budget)
 
     def _unload(self, loaded: Loaded, *, collect: bool = True) -> int:
@@ -260,13 +282,14 @@ class ModelSwapper:
         return {
             "budget_bytes": self.budget.bytes,
             "budget": self.budget.how,
-            "held_bytes": sum(m.bytes for m in loaded),
+            "held_bytes": sum(m.footprint for m in loaded),
             "peak_held_bytes": self.stats.peak_held,
             "loads": self.stats.loads,
             "evictions": self.stats.evictions,
             "unreleased": list(self.stats.leaks),
             "loaded": [
-                {"name": m.name, "bytes": m.bytes, "load_seconds": round(m.load_seconds, 3),
+                {"name": m.name, "bytes": m.bytes, "cache_bytes": m.cache_bytes,
+                 "load_seconds": round(m.load_seconds, 3),
                  "pinned": m.pinned, "in_use": m.leases > 0}
                 for m in sorted(loaded, key=lambda m: -m.last_used)
             ],
