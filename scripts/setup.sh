@@ -32,7 +32,7 @@ if [ "${1:-}" = "--test" ]; then
     # tts: NeMo, so the speech tests run the real FastPitch/HiFi-GAN path; kokoro: the Kokoro voices. A fresh machine downloads
     # NeMo's dependencies and compiles pyopenjtalk and cdifflib once (neither has a binary wheel):
     # minutes, see the README.
-    .venv/bin/python -m pip install --quiet --constraint "$keep" -e ".[test,tts,kokoro,cluster]"
+    .venv/bin/python -m pip install --quiet --constraint "$keep" -e ".[test,tts,kokoro,cluster,torchao]"
     if command -v npm >/dev/null 2>&1; then
         (cd tests/js && npm ci --no-audit --no-fund --loglevel=error)
     else

@@ -53,11 +53,25 @@ def quiet_progress_bars() -> None:
     os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
 
 
+def adopt_torch_logger() -> None:
+    """torch logs through a handler of its own ("W1201 12:00:00.000 123 torch/...py:630] ..."), set up
+    when torch is imported and again whenever ``torch._logging.set_logs`` is called: send its records
+    to the root's handler instead. Call it after either; idempotent."""
+    import torch  # noqa: F401  (torch's loggers get their handler when torch is imported)
+
+    torch_logger = logging.getLogger("torch")
+    for handler in list(torch_logger.handlers):
+        torch_logger.removeHandler(handler)
+    torch_logger.propagate = True
+
+
 def adopt_library_loggers() -> None:
     """diffusers and transformers log through a handler of their own (their own format, not passed on
     to the root logger) and draw progress bars: send their records to the root's handler instead, so a
-    server's log has one format, and draw no bars. Idempotent; imports both libraries, so call it
-    where they are about to be used anyway."""
+    server's log has one format, and draw no bars. torch's logger first: importing diffusers imports
+    torchao where it is installed, which logs through torch's. Idempotent; imports the libraries, so
+    call it where they are about to be used anyway."""
+    adopt_torch_logger()
     import diffusers.utils.logging as diffusers_logging
     import transformers.utils.logging as transformers_logging
 

@@ -172,6 +172,9 @@ def _compile_and_warm_up(name: str, warm_up_for: WarmUp, pipeline: Any, denoiser
 
     folder = use_compile_cache(data_dir)
     torch._logging.set_logs(recompiles=True)  # torch says when and why a compiled block compiles again
+    from thorgen.logs import adopt_torch_logger
+
+    adopt_torch_logger()  # set_logs gave torch's loggers their own handler again: its lines in our format
     from torch._dynamo.utils import counters
 
     warm_up = {**warm_up_for(name, tiny), "output_type": "latent"}
