@@ -174,3 +174,41 @@ def test_state_changes_commit_with_a_full_sync(tmp_path):
 @pytest.fixture(autouse=True)
 def _quiet_retries(caplog):
     caplog.set_level(logging.ERROR, logger="thorgen.lanes")
+
+
+class InputUnreadable:
+    """The real store, except that reading a job's input fails ``times`` times (negative: always)
+    with an I/O error that is not a full disk; every other call is the real one."""
+
+    def __init__(self, real: JobStore, times: int):
+        self._real = real
+        self.left = times
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._real, name)
+
+    def get(self, job_id: str, *, with_input: bool = False) -> Job | None:
+        if with_input and self.left != 0:
+            self.left -= 1
+            raise sqlite3.OperationalError("disk I/O error")
+        return self._real.get(job_id, with_input=with_input)
+
+
+def test_a_started_job_whose_input_cannot_be_read_ends_with_the_reason(tmp_path):
+    config = Config(storage=StorageConfig(data_dir=str(tmp_path / "data"), models_dir=str(tmp_path / "models")))
+    registry = Registry(config, [Endpoint("test/succeed", Anything, Done, succeed, "gpu", "always succeeds")])
+    service = JobService(config, registry)
+    service.retry_delays_s = (0.01, 0.02)
+    service.store = InputUnreadable(service.store, times=-1)  # type: ignore[assignment]
+    service.start()
+    try:
+        job = service.wait(service.submit("test/succeed", {"mode": "ok"}).id, timeout=30)
+        assert job is not None and job.state is JobState.COMPLETED, f"stranded in {job and job.state}"
+        assert job.error_status == 500 and job.error_type == "internal_error"
+        assert "could not give this job its input" in job.error and "disk I/O error" in job.error
+        # The lane goes on: the next job (its input readable again) runs.
+        service.store = service.store._real  # type: ignore[attr-defined]
+        fine = service.wait(service.submit("test/succeed", {"mode": "ok"}).id, timeout=30)
+        assert fine is not None and fine.output == {"ok": True}
+    finally:
+        service.stop()

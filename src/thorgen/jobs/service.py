@@ -64,14 +64,19 @@ FINISHER_MAX_DELAY_S = 5.0  # the finisher's back-off stops growing here
 
 @dataclass
 class _PendingFinish:
-    """A finish whose write failed: the finisher thread writes it once the disk allows."""
+    """A finish whose write failed: the finisher thread writes it once the disk allows. ``job`` is
+    the job's id alone when even reading it failed; the finisher reads it then."""
 
-    job: Job
+    job: Job | str
     outcome: str
     output: dict[str, Any] | None
     error: Any
     error_type: str | None
     status: int | None
+
+    @property
+    def job_id(self) -> str:
+        return self.job.id if isinstance(self.job, Job) else self.job
 
 
 class CancelOutcome(StrEnum):
@@ -322,8 +327,13 @@ class JobService:
             return
         if not started:
             return  # cancelled or finished while it waited
-        job = self._retrying("input", job_id, lambda: self.store.get(job_id, with_input=True))
-        assert job is not None
+        try:
+            job = self._retrying("input", job_id, lambda: self.store.get(job_id, with_input=True))
+        except RETRYABLE as exc:
+            self._input_unreadable(job_id, exc)
+            return
+        if job is None:
+            return  # removed (pruned) between its start and now: nothing is left to run or end
         if self.cluster is not None:  # outputs are stored here, so their URLs name this node
             job.base_url = self.cluster.public_url
         self.feed.publish(job_id)
@@ -400,6 +410,17 @@ class JobService:
         self._finish(job, error=f"{failure.detail} (the job could not start)", error_type=failure.error_type,
                      status=failure.status, outcome="error")
 
+    def _input_unreadable(self, job_id: str, exc: Exception) -> None:
+        """The job has started but its input will not read back: end it with the reason (the finisher
+        keeps trying to record that) rather than leave it IN_PROGRESS until the next restart."""
+        failure = disk_full(exc, self.config.data_dir)
+        if failure is None:
+            failure = FalError(f"The jobs database could not give this job its input: {exc}", status=500,
+                               error_type="internal_error")
+        log.error("job %s: its input could not be read (%s); it ends with an error", job_id, exc)
+        self._pending.put(_PendingFinish(job_id, "error", None, f"{failure.detail} (the job could not run)",
+                                         failure.error_type, failure.status))
+
     def _run(self, endpoint: Endpoint, context: JobContext) -> msgspec.Struct:
         """Run an endpoint; on running out of memory, unload every other model and try once more."""
         for attempt in (1, 2):
@@ -448,7 +469,9 @@ class JobService:
 
     def _write_finish(self, pending: _PendingFinish) -> None:
         """Commit the COMPLETED row, then tell everyone: the log, metrics, waiters, the webhook."""
-        job = pending.job
+        job = pending.job if isinstance(pending.job, Job) else self.store.get(pending.job)
+        if job is None:
+            return  # removed meanwhile: nothing to end
         if not self.store.finish(job.id, output=pending.output, error=pending.error,
                                  error_type=pending.error_type, error_status=pending.status):
             return
@@ -497,17 +520,16 @@ class JobService:
             while not self._stopping.is_set():
                 try:
                     self._write_finish(pending)
-                    log.info("job %s (%s): its %s is recorded now", pending.job.id, pending.job.endpoint_id,
-                             pending.outcome)
+                    log.info("job %s: its %s is recorded now", pending.job_id, pending.outcome)
                     break
                 except RETRYABLE as exc:
                     log.warning("job %s: its %s still cannot be recorded (%s); next try in %.1f s",
-                                pending.job.id, pending.outcome, exc, delay)
+                                pending.job_id, pending.outcome, exc, delay)
                     self._stopping.wait(delay)
                     delay = min(delay * 2, FINISHER_MAX_DELAY_S)
                 except Exception:
                     log.exception("job %s: recording its %s failed; it ends with an internal error",
-                                  pending.job.id, pending.outcome)
+                                  pending.job_id, pending.outcome)
                     pending = _PendingFinish(pending.job, "error", None, "The job's result could not be recorded",
                                              "internal_error", 500)
 
