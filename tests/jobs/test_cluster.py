@@ -268,9 +268,24 @@ def test_mixed_jobs_round_robin_each_complete_once_on_a_node_that_serves_it(node
     assert ran_on == {"node-a", "node-b"}  # both lanes took utility work, B reading A's upload
 
 
-def _wait_result(server: ServerProcess, endpoint: str, job_id: str) -> dict[str, Any]:
-    _wait_until(lambda: _status(server, endpoint, job_id)["status"] == "COMPLETED", f"job {job_id}")
-    response = httpx.get(f"{server.base_url}/queue/{endpoint}/requests/{job_id}", timeout=30)
+def _wait_result(server: ServerProcess, endpoint: str, job_id: str, *, recovering: bool = False) -> dict[str, Any]:
+    """A job's result once it is COMPLETED. ``recovering``: the database has just come back, and a
+    call may still get the promised 503 (and only that) until the node's pool has reconnected."""
+    def answer() -> list[httpx.Response]:
+        response = httpx.get(f"{server.base_url}/queue/{endpoint}/requests/{job_id}", timeout=30)
+        if recovering and response.status_code == 503:
+            assert response.json()["error_type"] == "jobs_database_unavailable", response.text
+            return []
+        return [response]
+
+    def completed() -> bool:
+        status = httpx.get(f"{server.base_url}/queue/{endpoint}/requests/{job_id}/status", timeout=30)
+        if recovering and status.status_code == 503:
+            return False
+        return status.json()["status"] == "COMPLETED"
+
+    _wait_until(completed, f"job {job_id}")
+    [response] = _wait_until(answer, f"the result of {job_id}")
     assert response.status_code == 200, response.text
     return response.json()
 
@@ -343,6 +358,10 @@ def _database_down_for(server: ServerProcess) -> bool:
     return "thorgen_jobs_database_reachable 0.0" in httpx.get(f"{server.base_url}/metrics").text
 
 
+def _queue_answers(server: ServerProcess, job_id: str) -> bool:
+    return httpx.get(f"{server.base_url}/queue/{METADATA}/requests/{job_id}/status", timeout=30).status_code == 200
+
+
 def test_postgres_restart_mid_run(nodes, pg, tmp_path):
     a, b = nodes.all["node-a"], nodes.all["node-b"]
     sound = make_audio(tmp_path / "tone.wav", seconds=0.5)
@@ -364,9 +383,13 @@ def test_postgres_restart_mid_run(nodes, pg, tmp_path):
         time.sleep(NODE_TIMEOUT_S + 1)
     finally:
         pg.start()
+    # Back by themselves: each node answers queue calls again once its pool has reconnected (a call
+    # in between still gets the clear 503, which is the promise; reconnecting can take a few seconds).
+    for node in (a, b):
+        _wait_until(partial(_queue_answers, node, before[0]), "the nodes to answer queue calls again")
     after = [_client(a).submit(METADATA, arguments={"media_url": upload}).request_id for _ in range(5)]
     for job_id in before + after:
-        result = _wait_result(b, METADATA, job_id)
+        result = _wait_result(b, METADATA, job_id, recovering=True)
         assert result["media"]["duration"] == pytest.approx(0.5, abs=0.05)
     rows = _job_rows(pg, before + after)
     assert all(state == "COMPLETED" and runs == 1 for _, state, runs in rows.values()), rows

@@ -98,12 +98,17 @@ Notify = Callable[[str, str], None]  # (channel, payload)
 
 
 class PostgresJobStore:
-    def __init__(self, url: str, node_id: str, *, connect_timeout_s: float = 3.0, pool_size: int = 8):
+    def __init__(self, url: str, node_id: str, *, connect_timeout_s: float = 3.0, wait_s: float = 5.0,
+                 pool_size: int = 8):
         self.url = url
         self.node_id = node_id  # this process's node: it claims, starts and takes jobs under this name
         self._timeout = connect_timeout_s
+        # How long a call waits for a pooled connection before its 503: longer than one connect, so a
+        # call just after the server is back waits for the reconnect instead of failing beside it.
+        self._wait = wait_s
         self._pool = ConnectionPool(
-            url, min_size=1, max_size=pool_size, open=False, name="thorgen-jobs",
+            # Two kept open: the lanes' claim loop holds one often, and a request should find another.
+            url, min_size=2, max_size=pool_size, open=False, name="thorgen-jobs",
             kwargs={"autocommit": True, "connect_timeout": max(1, int(connect_timeout_s))},
             # A connection the server dropped (a restart) is found out before it is lent, not by a query.
             check=ConnectionPool.check_connection,
@@ -117,9 +122,17 @@ class PostgresJobStore:
     @contextmanager
     def _connection(self) -> Iterator[psycopg.Connection[TupleRow]]:
         try:
-            with self._pool.connection(timeout=self._timeout) as conn:
+            with self._pool.connection(timeout=self._wait) as conn:
                 yield conn
-        except (psycopg.OperationalError, psycopg.InterfaceError, PoolTimeout) as exc:
+        except PoolTimeout as exc:
+            raise StoreUnavailable(_reason(exc)) from exc
+        except (psycopg.OperationalError, psycopg.InterfaceError) as exc:
+            # A connection the server dropped: weed out any other dropped ones still idle in the pool
+            # now, so the caller's retry (or the next request) gets a live one.
+            try:
+                self._pool.check()
+            except Exception as check_failed:  # the server is still away: the pool reconnects later
+                log.debug("jobs database: checking the pool failed: %s", _reason(check_failed))
             raise StoreUnavailable(_reason(exc)) from exc
 
     def close(self) -> None:
