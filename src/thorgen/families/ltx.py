@@ -310,7 +310,7 @@ CATALOG = {
     MODEL: CatalogEntry(
         config={"family": "ltx", "path": MODEL, "source": "Lightricks/LTX-Video-0.9.5",
                 "pipeline": "LTXConditionPipeline", "dtype": "bfloat16"},
-        licence="OpenRAIL-M (LTX-Video 0.9.5's model card; later LTX checkpoints: LTXV Open Weights License)",
+        licence="LTXV Open Weights License (revenue-gated; read the model card before use)",
         gated=False,
         approx_bytes=14_300_000_000,  # 1.9 B transformer, T5-XXL v1.1 encoder (4.8 B), video VAE
     ),
