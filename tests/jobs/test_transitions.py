@@ -21,6 +21,7 @@ from thorgen.jobs.record import Job, JobState, LogEntry
 from thorgen.jobs.service import JobService
 from thorgen.jobs.store import JobStore
 from thorgen.jobs.stores import sqlite as store_module
+from thorgen.jobs.stores.base import StoreUnavailable
 
 
 class Anything(msgspec.Struct):
@@ -210,5 +211,35 @@ def test_a_started_job_whose_input_cannot_be_read_ends_with_the_reason(tmp_path)
         service.store = service.store._real  # type: ignore[attr-defined]
         fine = service.wait(service.submit("test/succeed", {"mode": "ok"}).id, timeout=30)
         assert fine is not None and fine.output == {"ok": True}
+    finally:
+        service.stop()
+
+
+class LogsUnreachable:
+    """The real store, except that adding a log line fails as an unreachable shared database does."""
+
+    def __init__(self, real: JobStore):
+        self._real = real
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._real, name)
+
+    def add_log(self, job_id: str, entry: LogEntry) -> None:
+        raise StoreUnavailable("connection refused")
+
+
+def test_a_job_whose_progress_lines_cannot_be_written_still_succeeds(tmp_path, caplog):
+    # PostgreSQL away for a moment mid-job (cluster mode): the progress lines are lost, not the job.
+    config = Config(storage=StorageConfig(data_dir=str(tmp_path / "data"), models_dir=str(tmp_path / "models")))
+    registry = Registry(config, [Endpoint("test/succeed", Anything, Done, succeed, "gpu", "always succeeds")])
+    service = JobService(config, registry)
+    service.store = LogsUnreachable(service.store)  # type: ignore[assignment]
+    service.start()
+    try:
+        with caplog.at_level(logging.WARNING, logger="thorgen.jobs"):
+            job = service.wait(service.submit("test/succeed", {"mode": "ok"}).id, timeout=30)
+        assert job is not None and job.state is JobState.COMPLETED and not job.failed, job and job.error
+        assert job.output == {"ok": True}
+        assert any("a log line was lost" in record.getMessage() for record in caplog.records)
     finally:
         service.stop()

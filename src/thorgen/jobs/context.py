@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import shutil
 import time
 from contextlib import AbstractContextManager
@@ -10,11 +11,14 @@ from typing import TYPE_CHECKING, Any
 
 from thorgen.errors import Cancelled
 from thorgen.jobs.record import Job, LogEntry
+from thorgen.jobs.stores.base import StoreUnavailable
 
 if TYPE_CHECKING:
     from thorgen.config import Config
     from thorgen.jobs.service import JobService
     from thorgen.models.swapper import Lease
+
+log = logging.getLogger("thorgen.jobs")
 
 
 class JobContext:
@@ -38,7 +42,13 @@ class JobContext:
         return self._service.runtime.lease(name)
 
     def log(self, message: str, level: str = "INFO") -> None:
-        self._service.append_log(self.job.id, LogEntry(message, level, time.time()))
+        try:
+            self._service.append_log(self.job.id, LogEntry(message, level, time.time()))
+        except StoreUnavailable as exc:
+            # The shared jobs database is away for a moment: a progress line is not worth failing the
+            # job for (its result is written with retries, and by the finisher when need be).
+            log.warning("job %s: a log line was lost, the jobs database is unreachable (%s): %s",
+                        self.job.id, exc.detail, message)
 
     def step(self, done: int, total: int, what: str = "step") -> None:
         """Report progress and stop here if the client cancelled. Call between units of work."""
