@@ -392,7 +392,11 @@ def test_postgres_restart_mid_run(nodes, pg, tmp_path):
         result = _wait_result(b, METADATA, job_id, recovering=True)
         assert result["media"]["duration"] == pytest.approx(0.5, abs=0.05)
     rows = _job_rows(pg, before + after)
-    assert all(state == "COMPLETED" and runs == 1 for _, state, runs in rows.values()), rows
+    # Each began at most once. A job that began while the database was away may have lost its
+    # "running" line (progress lines are not retried), so one with none is not a job that never ran:
+    # its result was checked above.
+    odd = {job_id: row for job_id, row in rows.items() if row[1] != "COMPLETED" or row[2] > 1}
+    assert not odd and len(rows) == len(before + after), odd
 
 
 def test_three_nodes_a_killed_node_s_running_job_ends_and_a_survivor_takes_over(nodes, pg):
@@ -410,8 +414,13 @@ def test_three_nodes_a_killed_node_s_running_job_ends_and_a_survivor_takes_over(
                         "the lost node's job to end", timeout=60)
     assert final["error_type"] == "interrupted"
     assert f"interrupted: node {runner} lost" in final["error"]
-    info = _wait_for_nodes(b, {"node-b", survivor_name(survivor, nodes)})
-    assert runner not in {n["id"] for n in info["cluster"]["nodes"]}  # forgotten once reaped
+    _wait_for_nodes(b, {"node-b", survivor_name(survivor, nodes)})
+
+    def forgotten() -> bool:  # the reaper drops the node's row; B's /info shows it from its next beat
+        info = httpx.get(f"{b.base_url}/info", timeout=10).json()
+        return runner not in {n["id"] for n in info["cluster"]["nodes"]}
+
+    _wait_until(forgotten, f"{runner} to leave the node list", timeout=30)
     again = _client(b).submit(FLUX, arguments={"prompt": "after", "num_inference_steps": 1})
     result = _wait_result(b, FLUX, again.request_id)
     assert result["images"][0]["url"].startswith(survivor.base_url)
