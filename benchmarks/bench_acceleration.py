@@ -68,6 +68,17 @@ def deviation(result: torch.Tensor, reference: torch.Tensor) -> float:
     return float((result - reference).norm() / reference.norm())
 
 
+def pair_ratio(plain: Callable[[], Any], variant: Callable[[], Any], *, plain_first: bool) -> float:
+    """The variant's time over plain's, the two run back to back in the given order."""
+    seconds = {}
+    for name, call in (("plain", plain), ("variant", variant)) if plain_first else (
+            ("variant", variant), ("plain", plain)):
+        started = time.perf_counter()
+        call()
+        seconds[name] = time.perf_counter() - started
+    return seconds["variant"] / seconds["plain"]
+
+
 def with_level(pipe: Any, level: str) -> tuple[Callable[[], torch.Tensor], list[int]]:
     """A call running the pipeline with an acceleration level; ``computed`` gets each call's passes."""
     from thorgen.families.acceleration import accelerated
@@ -191,14 +202,7 @@ def main() -> None:
         for name in names:
             # A pair: plain and the variant back to back, in alternating order, so a burst of load
             # from elsewhere hits one pair, not every ratio of the round.
-            pair = (plain, variants[name]) if round_index % 2 == 0 else (variants[name], plain)
-            seconds = []
-            for call in pair:
-                started = time.perf_counter()
-                call()
-                seconds.append(time.perf_counter() - started)
-            plain_seconds, variant_seconds = seconds if round_index % 2 == 0 else seconds[::-1]
-            ratios[name].append(variant_seconds / plain_seconds)
+            ratios[name].append(pair_ratio(plain, variants[name], plain_first=round_index % 2 == 0))
         print(f"round {round_index + 1}: " + ", ".join(f"{name} {ratios[name][-1]:.2f}" for name in variants))
 
     print(f"\nafter the rounds: {load_now()}")

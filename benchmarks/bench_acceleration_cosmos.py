@@ -20,12 +20,11 @@ from __future__ import annotations
 
 import argparse
 import statistics
-import time
 from collections.abc import Callable
 from typing import Any
 
 import torch
-from bench_acceleration import deviation, linear_work, load_now
+from bench_acceleration import deviation, linear_work, load_now, pair_ratio
 
 SIZE, FRAMES, STEPS, PROMPT, SEED = 256, 9, 24, "a robot arm welding", 1234
 
@@ -97,14 +96,7 @@ def main() -> None:
     ratios: dict[str, list[float]] = {name: [] for name in variants}
     for round_index in range(args.rounds):
         for name, variant in variants.items():
-            pair = (plain, variant) if round_index % 2 == 0 else (variant, plain)
-            seconds = []
-            for call in pair:
-                started = time.perf_counter()
-                call()
-                seconds.append(time.perf_counter() - started)
-            plain_seconds, variant_seconds = seconds if round_index % 2 == 0 else seconds[::-1]
-            ratios[name].append(variant_seconds / plain_seconds)
+            ratios[name].append(pair_ratio(plain, variant, plain_first=round_index % 2 == 0))
     for name in variants:
         print(f"{name:>16}: time ratio {statistics.median(ratios[name]):.2f} (median of {args.rounds} pairs), "
               f"deviation from plain {deviations[name]:.4f}")
