@@ -34,7 +34,6 @@ import tempfile
 import threading
 import time
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -99,7 +98,7 @@ def plan() -> list[Case]:
                                            "acceleration": "high"}, 70),
         Case("cosmos", "480p", {**cosmos, "size": s.cosmos_sizes["480p"], "acceleration": "none"}, 90),
         Case("cosmos", "480p+cache", {**cosmos, "size": s.cosmos_sizes["480p"],
-                                      "acceleration": "TaylorSeer lite (interval 5, first 3 steps full)"}, 40),
+                                      "acceleration": "high (thorgen's Cosmos level: TaylorSeer on whole blocks)"}, 40),
         Case("stable-audio", "30s", {"seconds": s.audio_seconds, "steps": s.audio_steps, "dtype": "float16"}, 25),
         Case("load", "straight-to-device", {"what": "Cosmos transformer from safetensors: device_map=cuda vs "
                                                     "CPU first then .to(cuda); peak RSS + CUDA vs model bytes"}, 35),
@@ -194,7 +193,7 @@ def check_all(cases: list[Case]) -> dict[str, int]:
     """Build every model on the meta device and check every case's configuration; bytes per model."""
     from diffusers.hooks import MagCacheConfig, TaylorSeerCacheConfig
 
-    from thorgen.families.acceleration import cache_config
+    from thorgen.families.acceleration import accelerated, cache_config
     from thorgen.families.cosmos.pipeline import install_torchvision_stand_ins
 
     install_torchvision_stand_ins()
@@ -235,8 +234,8 @@ def check_all(cases: list[Case]) -> dict[str, int]:
             case.checks.append(f"{width}x{height}, {s.cosmos_frames} frames = {latent_frames} latent frames, "
                                f"{(width // 16) * (height // 16) * latent_frames} tokens, CFG: 2 passes a step")
             if "cache" in case.name:
-                with cosmos_cache(cosmos.transformer, s.cosmos_steps) as hooked:
-                    case.checks.append(f"TaylorSeer lite hooks on {hooked['hooked']} modules of the 2 B transformer")
+                with accelerated(cosmos.transformer, "high", s.cosmos_steps) as report:
+                    case.checks.append(f"{report.method} on and off the 2 B transformer")
         elif case.family == "stable-audio":
             window = bench_audio_gpu.DIT["sample_size"] * audio.vae.hop_length / bench_audio_gpu.VAE["sampling_rate"]
             assert s.audio_seconds <= window, f"{s.audio_seconds} s is longer than the model's {window:.1f} s"
@@ -277,54 +276,6 @@ def speech_support() -> str:
         return ("not run: NeMo is not installed here (the GPU machine's image has no nemo_toolkit and its "
                 "dependencies do not fit the 64 MiB that can be carried to it)")
     return "NeMo found"
-
-
-# -- Cosmos's cache: diffusers' TaylorSeer in lite mode, applied by hand -------------------------
-
-@contextmanager
-def cosmos_cache(transformer: Any, steps: int) -> Iterator[dict[str, int]]:
-    """TaylorSeer lite on a Cosmos transformer for the ``with`` body; hooks removed afterwards.
-
-    diffusers 0.42 gives Cosmos's transformer no ``enable_cache``, and its pipeline opens no cache
-    context, so both are done here: the hooks go on with ``apply_taylorseer_cache`` (lite mode: on a
-    cached step every block is skipped and the output projection is predicted from a first-order
-    Taylor series), and a forward pre-hook names each pass's context. The pipeline calls the
-    transformer twice a step (with and without the prompt), so passes alternate "cond" / "uncond" and
-    each keeps its own Taylor state. Fixed schedule: a full pass every 5th step after the first 3.
-    """
-    from diffusers.hooks import TaylorSeerCacheConfig, apply_taylorseer_cache
-    from diffusers.hooks.hooks import CacheContext, _set_cache_context
-
-    config = TaylorSeerCacheConfig(cache_interval=5, disable_cache_before_step=3, max_order=1,
-                                   taylor_factors_dtype=transformer.dtype, use_lite_mode=True)
-    apply_taylorseer_cache(transformer, config)
-    report = {"hooked": 0, "passes": 0, "computed": 0}
-    for module in transformer.modules():
-        registry = getattr(module, "_diffusers_hook", None)
-        if registry is not None and registry.hooks and module is not transformer:
-            report["hooked"] += 1
-
-    def name_the_pass(module: Any, args: Any, kwargs: Any) -> None:
-        _set_cache_context(transformer, CacheContext("cond" if report["passes"] % 2 == 0 else "uncond"))
-        report["passes"] += 1
-
-    def count_computed(module: Any, args: Any, output: Any) -> None:
-        report["computed"] += 1
-
-    handles = [transformer.register_forward_pre_hook(name_the_pass, with_kwargs=True),
-               transformer.transformer_blocks[0].attn1.register_forward_hook(count_computed)]
-    try:
-        yield report
-    finally:
-        for handle in handles:
-            handle.remove()
-        _set_cache_context(transformer, None)
-        for module in transformer.modules():
-            registry = getattr(module, "_diffusers_hook", None)
-            if registry is not None:
-                for name in list(registry.hooks):
-                    if "taylorseer" in name.lower():
-                        registry.remove_hook(name, recurse=False)
 
 
 # -- the real run ----------------------------------------------------------------------------------
@@ -472,6 +423,8 @@ def cosmos_call(pipe: Any, width: int, height: int, frames: int, steps: int) -> 
 
 
 def run_cosmos(by_name: dict[str, Case], over_budget: Callable[[Case], bool], save: Callable[[], None]) -> None:
+    from thorgen.families.acceleration import accelerated
+
     s = SHAPES
     pipe = build_cosmos()
     if hasattr(pipe.vae, "enable_tiling"):
@@ -487,10 +440,11 @@ def run_cosmos(by_name: dict[str, Case], over_budget: Callable[[Case], bool], sa
         width, height = cached.settings["size"]
 
         def with_cache() -> tuple[float, float]:
-            with cosmos_cache(pipe.transformer, s.cosmos_steps) as report:
+            # thorgen's own Cosmos acceleration (families/acceleration.py), as a job with the level runs it
+            with accelerated(pipe.transformer, "high", s.cosmos_steps) as report:
                 result = timed(lambda: cosmos_call(pipe, width, height, s.cosmos_frames, s.cosmos_steps))
-            cached.note = (f"{report['computed']} of {report['passes']} transformer passes computed; "
-                           f"hooks on {report['hooked']} modules")
+            cached.note = (f"{report.computed} of {2 * s.cosmos_steps} transformer passes computed; "
+                           f"{report.method}")
             return result
 
         attempt(cached, with_cache)
