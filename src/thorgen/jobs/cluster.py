@@ -26,6 +26,7 @@ from typing import TYPE_CHECKING, Any
 from prometheus_client.core import GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
+from thorgen.jobs.lanes import Workers
 from thorgen.jobs.record import Job, Priority
 from thorgen.jobs.stores.base import CANCEL_CHANNEL, JOBS_CHANNEL, QUEUE_CHANNEL, JobStore, StoreUnavailable
 
@@ -53,32 +54,13 @@ def cluster_for(service: JobService, store: JobStore) -> Cluster | None:
     return Cluster(service, store)
 
 
-class ClaimingLane:
+class ClaimingLane(Workers):
+    """A lane whose workers claim their next job from the cluster's shared queue."""
+
     def __init__(self, name: str, workers: int, execute: Callable[[str], None], cluster: Cluster):
-        self.name = name
-        self.workers = workers
-        self.busy = 0
-        self._execute = execute
+        super().__init__(name, workers, execute)
         self._cluster = cluster
-        self._cond = threading.Condition()
         self._wakes = 0
-        self._threads: list[threading.Thread] = []
-        self._stopping = False
-
-    def start(self) -> None:
-        self._stopping = False
-        for index in range(self.workers):
-            thread = threading.Thread(target=self._work, name=f"lane-{self.name}-{index}", daemon=True)
-            thread.start()
-            self._threads.append(thread)
-
-    def stop(self, timeout: float = 5.0) -> None:
-        with self._cond:
-            self._stopping = True
-            self._cond.notify_all()
-        for thread in self._threads:
-            thread.join(timeout)
-        self._threads.clear()
 
     def put(self, job_id: str, priority: Priority, seq: int) -> None:
         self.wake()  # the job is in the table already; whichever node claims it first runs it
@@ -123,14 +105,10 @@ class ClaimingLane:
                 continue
             with self._cond:
                 self.busy += 1
-            try:
-                self._execute(claimed)
-            except Exception:
-                log.exception("lane %s: worker error on job %s", self.name, claimed)
-            finally:
-                self._cluster.release(claimed)
-                with self._cond:
-                    self.busy -= 1
+            self._run(claimed)
+
+    def _done(self, job_id: str) -> None:
+        self._cluster.release(job_id)
 
 
 class Cluster:

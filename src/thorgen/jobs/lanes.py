@@ -18,18 +18,21 @@ log = logging.getLogger("thorgen.lanes")
 _RANK = {Priority.NORMAL: 0, Priority.LOW: 1}
 
 
-class Lane:
+class Workers:
+    """Worker threads that run jobs one at a time each: what every kind of lane shares. A subclass
+    says where the next job comes from (its ``_work`` loop) and calls ``_run`` with it."""
+
     def __init__(self, name: str, workers: int, execute: Callable[[str], None]):
         self.name = name
         self.workers = workers
         self.busy = 0
         self._execute = execute
-        self._heap: list[tuple[int, int, str]] = []
         self._cond = threading.Condition()
         self._threads: list[threading.Thread] = []
         self._stopping = False
 
     def start(self) -> None:
+        self._stopping = False
         for index in range(self.workers):
             thread = threading.Thread(target=self._work, name=f"lane-{self.name}-{index}", daemon=True)
             thread.start()
@@ -41,6 +44,32 @@ class Lane:
             self._cond.notify_all()
         for thread in self._threads:
             thread.join(timeout)
+        self._threads.clear()
+
+    def _work(self) -> None:
+        raise NotImplementedError
+
+    def _run(self, job_id: str) -> None:
+        """Run one job the caller has counted in ``busy``; uncount it however it ends."""
+        try:
+            self._execute(job_id)
+        except Exception:  # the service records job failures; this guards the worker itself
+            log.exception("lane %s: worker error on job %s", self.name, job_id)
+        finally:
+            self._done(job_id)
+            with self._cond:
+                self.busy -= 1
+
+    def _done(self, job_id: str) -> None:
+        """After a job, before it leaves ``busy``: what the lane must let go of (nothing here)."""
+
+
+class Lane(Workers):
+    """This process's own queue: a heap of job ids drained by the workers."""
+
+    def __init__(self, name: str, workers: int, execute: Callable[[str], None]):
+        super().__init__(name, workers, execute)
+        self._heap: list[tuple[int, int, str]] = []
 
     def put(self, job_id: str, priority: Priority, seq: int) -> None:
         with self._cond:
@@ -79,10 +108,4 @@ class Lane:
                     return
                 _, _, job_id = heapq.heappop(self._heap)
                 self.busy += 1
-            try:
-                self._execute(job_id)
-            except Exception:  # the service records job failures; this guards the worker itself
-                log.exception("lane %s: worker error on job %s", self.name, job_id)
-            finally:
-                with self._cond:
-                    self.busy -= 1
+            self._run(job_id)
